@@ -98,7 +98,12 @@ class Laplace(Kernel):
         self.lengthscale = float(lengthscale)
 
     def _gram(self, x1: Tensor, x2: Tensor) -> Tensor:
-        return torch.exp(torch.cdist(_flat(x1), _flat(x2), p=1.0) / -self.lengthscale)
+        a, b = _flat(x1), _flat(x2)
+        if a.dtype in (torch.float16, torch.bfloat16):
+            # torch.cdist has no half-precision kernels on CPU.
+            a, b = a.float(), b.float()
+        distances = torch.cdist(a, b, p=1.0)
+        return torch.exp(distances / -self.lengthscale).to(x1.dtype)
 
     def _diag(self, x: Tensor) -> Tensor:
         return torch.ones(x.shape[0], dtype=x.dtype, device=x.device)

@@ -347,7 +347,9 @@ class EmpiricalNTK(FeatureKernel):
                     self._layer_features(capture, delta, dense, factors)
         fallback = self.fallback_parameters
         if fallback:
-            dense.extend(self._fallback_gradients(x, directions, fallback))
+            dense.extend(
+                self._fallback_gradients(x, directions, fallback, need_graph)
+            )
         return KernelFeatures(
             dense=torch.cat(dense, dim=1) if dense else None, factors=tuple(factors)
         )
@@ -409,10 +411,30 @@ class EmpiricalNTK(FeatureKernel):
             dense.append(factor.materialize())
 
     def _fallback_gradients(
-        self, x: Tensor, directions: Tensor, names: list[str]
+        self, x: Tensor, directions: Tensor, names: list[str], need_graph: bool
     ) -> Iterator[Tensor]:
         """Per-sample gradients of the parameters the fast path does not cover."""
         constants = {n: t.detach() for n, t in self.model.named_buffers()}
+        if need_graph:
+            # vmap(grad) composed with an outer backward pass returns wrong input
+            # gradients through LayerNorm (torch 2.15), so the differentiable path
+            # loops over samples with plain autograd.
+            for v in directions:
+                rows = []
+                for sample in x:
+                    params = {n: constants[n].clone().requires_grad_() for n in names}
+                    out = self._run_model({**constants, **params}, sample[None])
+                    grads = torch.autograd.grad(
+                        (out.reshape(-1) * v).sum(),
+                        list(params.values()),
+                        create_graph=True,
+                        allow_unused=True,
+                        materialize_grads=True,
+                    )
+                    rows.append(torch.cat([g.reshape(-1) for g in grads]))
+                yield torch.stack(rows)
+            return
+
         selected = {n: constants[n] for n in names}
 
         def scalar(params: dict[str, Tensor], sample: Tensor, v: Tensor) -> Tensor:

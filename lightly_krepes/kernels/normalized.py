@@ -45,12 +45,12 @@ class Normalized(FeatureKernel):
     """
 
     def __init__(self, kernel: Kernel) -> None:
-        super().__init__(chunk_size=kernel.chunk_size)
         if not isinstance(kernel, Kernel):
             raise TypeError(
                 "Normalized wraps a lightly_krepes Kernel, got "
                 f"{type(kernel).__name__}."
             )
+        super().__init__(chunk_size=kernel.chunk_size)
         self.kernel = kernel
 
     def forward(self, x1: Tensor, x2: Tensor | None = None) -> Tensor:
