@@ -347,9 +347,7 @@ class EmpiricalNTK(FeatureKernel):
                     self._layer_features(capture, delta, dense, factors)
         fallback = self.fallback_parameters
         if fallback:
-            dense.extend(
-                self._fallback_gradients(x, directions, fallback, need_graph)
-            )
+            dense.extend(self._fallback_gradients(x, directions, fallback, need_graph))
         return KernelFeatures(
             dense=torch.cat(dense, dim=1) if dense else None, factors=tuple(factors)
         )
@@ -424,14 +422,14 @@ class EmpiricalNTK(FeatureKernel):
                 for sample in x:
                     params = {n: constants[n].clone().requires_grad_() for n in names}
                     out = self._run_model({**constants, **params}, sample[None])
-                    grads = torch.autograd.grad(
+                    sample_grads = torch.autograd.grad(
                         (out.reshape(-1) * v).sum(),
                         list(params.values()),
                         create_graph=True,
                         allow_unused=True,
                         materialize_grads=True,
                     )
-                    rows.append(torch.cat([g.reshape(-1) for g in grads]))
+                    rows.append(torch.cat([g.reshape(-1) for g in sample_grads]))
                 yield torch.stack(rows)
             return
 

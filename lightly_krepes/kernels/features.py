@@ -107,6 +107,23 @@ class KernelFeatures:
             factors=tuple(Factor(f.a * s[:, None, None], f.b) for f in self.factors),
         )
 
+    def index(self, indices: Tensor) -> KernelFeatures:
+        """Features of the samples at ``indices`` (a long tensor of shape (k,))."""
+        return KernelFeatures(
+            dense=None if self.dense is None else self.dense[indices],
+            factors=tuple(Factor(f.a[indices], f.b[indices]) for f in self.factors),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the feature tensors, in bytes."""
+        tensors = [] if self.dense is None else [self.dense]
+        for f in self.factors:
+            tensors += [f.a, f.b]
+        # Factors of one layer share their activation tensor across probes.
+        unique = {id(t): t for t in tensors}.values()
+        return sum(t.numel() * t.element_size() for t in unique)
+
     def detach(self) -> KernelFeatures:
         """Features cut from the autograd graph."""
         return KernelFeatures(

@@ -18,7 +18,9 @@ def _kernels() -> list[Kernel]:
     ]
 
 
-def _data(seed: int, n: int, d: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def _data(
+    seed: int, n: int, d: int, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(n, d, generator=gen, dtype=dtype)
 
@@ -131,9 +133,9 @@ class TestNormalized:
 
     def test_forward__is_cosine_of_features(self) -> None:
         x1, x2 = _data(0, 5, 3), _data(1, 4, 3)
-        expected = torch.nn.functional.normalize(x1) @ torch.nn.functional.normalize(
-            x2
-        ).T
+        expected = (
+            torch.nn.functional.normalize(x1) @ torch.nn.functional.normalize(x2).T
+        )
         torch.testing.assert_close(Normalized(Linear())(x1, x2), expected)
 
     def test_forward__zero_sample_has_zero_similarity(self) -> None:

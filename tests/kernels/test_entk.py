@@ -269,7 +269,7 @@ class TestEmpiricalNTK:
             EmpiricalNTK(nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5)))
 
     def test_init__rejects_bad_arguments(self) -> None:
-        with pytest.raises(TypeError, match="nn.Module"):
+        with pytest.raises(TypeError, match=r"nn\.Module"):
             EmpiricalNTK(lambda x: x)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="output"):
             EmpiricalNTK(nn.Linear(2, 2), output="full")  # type: ignore[arg-type]

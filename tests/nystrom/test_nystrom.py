@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 
 import pytest
 import torch
@@ -88,7 +89,7 @@ class TestNystrom:
         kernel = _kernels()[index]
         x = _data(seed, 30)
         errors = [_gram_error(kernel, x[:m], x) for m in (2, 5, 10, 20)]
-        for smaller, larger in zip(errors, errors[1:], strict=False):
+        for smaller, larger in itertools.pairwise(errors):
             assert larger <= smaller * (1 + 1e-6) + 1e-9
 
     @given(index=KERNEL_INDICES, seed=st.integers(0, 2**16))
