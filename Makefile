@@ -30,7 +30,7 @@ typecheck: venv
 	$(PY) -m mypy
 
 unit: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
