@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml | sha1sum | cut -c1-16)
 # The checkout always wins over whatever checkout the shared venv was installed from.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+SOURCES := lightly_krepes tests $(wildcard benchmarks examples)
 
 .PHONY: venv demo test lint typecheck unit bench format clean-venv
 
@@ -23,8 +24,8 @@ demo: venv
 	$(PY) -m lightly_krepes.demo
 
 lint: venv
-	$(PY) -m ruff check lightly_krepes tests benchmarks examples
-	$(PY) -m ruff format --check lightly_krepes tests benchmarks examples
+	$(PY) -m ruff check $(SOURCES)
+	$(PY) -m ruff format --check $(SOURCES)
 
 typecheck: venv
 	$(PY) -m mypy
@@ -35,8 +36,8 @@ unit: venv
 test: lint typecheck unit
 
 format: venv
-	$(PY) -m ruff format lightly_krepes tests benchmarks examples
-	$(PY) -m ruff check --fix lightly_krepes tests benchmarks examples
+	$(PY) -m ruff format $(SOURCES)
+	$(PY) -m ruff check --fix $(SOURCES)
 
 bench: venv
 	$(PY) benchmarks/kernel_engine.py
