@@ -1,11 +1,15 @@
-"""The embedded default job: eNTK Nyström features on bundled real data.
+"""The embedded default job: train a KernelBackbone with a Lightly loss, end to end.
 
 Runs with ``make demo`` (or ``python -m lightly_krepes.demo``) without any download:
 scikit-learn ships the UCI handwritten digits (1,797 8x8 images, 10 classes). The
-job selects landmarks on the empirical NTK of a small, untrained convolutional
-network with randomly pivoted Cholesky, builds the Nyström feature map, and
-compares linear-probe accuracy of these features against raw pixels and an RBF
-Nyström map with the same number of landmarks.
+pipeline is the one a Lightly user runs, with the backbone swapped:
+
+1. select landmarks on the empirical NTK of a small untrained CNN (RPCholesky),
+2. build a ``KernelBackbone`` (Nyström map + trainable linear map, PC initialisation),
+3. train it with Lightly's ``NTXentLoss`` (SimCLR) on augmented views,
+4. print linear-probe accuracy (10% labels) of raw pixels, the PC initialisation and
+   the trained model,
+5. save a PNG of test images beside their top representer landmarks.
 
 - [0] KREPES, 2025, arXiv 2509.24467
 """
@@ -14,18 +18,24 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from lightly.loss import NTXentLoss
 from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from lightly_krepes.kernels import RBF, EmpiricalNTK, Kernel
+from lightly_krepes.backbone import KernelBackbone
+from lightly_krepes.evaluation import linear_probe
+from lightly_krepes.kernels import EmpiricalNTK, Normalized
 from lightly_krepes.landmarks import select_landmarks
-from lightly_krepes.nystrom import Nystrom
+from lightly_krepes.plotting import (
+    plot_representer_landmarks,
+    top_representer_landmarks,
+)
 
 
 def small_cnn(seed: int = 0) -> nn.Module:
@@ -44,72 +54,157 @@ def small_cnn(seed: int = 0) -> nn.Module:
     ).eval()
 
 
-def probe_accuracy(
-    train: Tensor, y_train: Tensor, test: Tensor, y_test: Tensor
-) -> float:
-    """Test accuracy of a standardised logistic-regression probe."""
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    probe.fit(train.double().numpy(), y_train.numpy())
-    return float(probe.score(test.double().numpy(), y_test.numpy()))
+def augment(x: Tensor, generator: torch.Generator) -> Tensor:
+    """A random view of each image: affine jitter (rotation, shift, scale) and noise.
+
+    Parameters are drawn per image and applied to the whole batch with one
+    ``grid_sample``; torchvision's transforms would draw one set per call and need a
+    Python loop over images, which dominates the demo's time on 8x8 digits.
+
+    Args:
+        x: Tensor of shape (B, 1, H, W).
+        generator: Source of randomness.
+
+    Returns:
+        Tensor of shape (B, 1, H, W).
+    """
+    b = x.shape[0]
+
+    def uniform(low: float, high: float) -> Tensor:
+        return low + (high - low) * torch.rand(b, generator=generator)
+
+    angle = torch.deg2rad(uniform(-10.0, 10.0))
+    scale = uniform(0.9, 1.1)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, uniform(-0.2, 0.2)], dim=1),
+            torch.stack([sin, cos, uniform(-0.2, 0.2)], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    views = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+    return views + 0.05 * torch.randn(x.shape, generator=generator)
 
 
-def nystrom_features(
-    kernel: Kernel, train: Tensor, test: Tensor, num_landmarks: int, seed: int
-) -> tuple[Tensor, Tensor, int, float]:
-    """Landmarks by RPCholesky, then the Nyström map of train and test data."""
-    start = time.perf_counter()
-    indices = select_landmarks(train, kernel, num_landmarks, "rpcholesky", seed=seed)
-    nystrom = Nystrom(kernel, train[indices])
-    phi_train = nystrom.transform(train, batch_size=256, progress=True)
-    phi_test = nystrom.transform(test, batch_size=256, progress=True)
-    return phi_train, phi_test, nystrom.rank, time.perf_counter() - start
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Runs the demo and prints a table of linear-probe accuracies."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--landmarks", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    torch.manual_seed(args.seed)
-
+def load_split(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Digits as (N, 1, 8, 8) float tensors in [0, 1], stratified 70/30 split."""
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
     labels = torch.tensor(digits.target)
     train_idx, test_idx = train_test_split(
         torch.arange(len(labels)).numpy(),
         test_size=0.3,
-        random_state=args.seed,
+        random_state=seed,
         stratify=labels.numpy(),
     )
-    x_train, x_test = images[train_idx], images[test_idx]
-    y_train, y_test = labels[train_idx], labels[test_idx]
-    print(
-        f"digits: {len(x_train)} train / {len(x_test)} test images, "
-        f"{args.landmarks} landmarks (RPCholesky)"
+    return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
+
+
+def probe(
+    backbone: nn.Module,
+    x_train: Tensor,
+    y_train: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+) -> float:
+    """Linear-probe accuracy (10% labels) of a frozen representation."""
+    with torch.no_grad():
+        f_train, f_test = backbone(x_train), backbone(x_test)
+    return linear_probe(f_train, y_train, f_test, y_test, label_fraction=0.1).accuracy
+
+
+def train(
+    backbone: KernelBackbone, x_train: Tensor, epochs: int, batch_size: int, seed: int
+) -> list[float]:
+    """SimCLR training of A and gamma with Lightly's NTXentLoss and SGD at lr 0.06."""
+    criterion = NTXentLoss()
+    optimizer = torch.optim.SGD(backbone.parameters(), lr=0.06, momentum=0.9)
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in tqdm(range(epochs), desc="train (SimCLR)"):
+        order = torch.randperm(len(x_train), generator=generator)
+        total = 0.0
+        batches = 0
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            x = x_train[order[start : start + batch_size]]
+            x0, x1 = augment(x, generator), augment(x, generator)
+            loss = criterion(backbone(x0), backbone(x1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            batches += 1
+        losses.append(total / batches)
+    return losses
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs the pipeline and prints the accuracy table."""
+    parser = argparse.ArgumentParser(description="KREPES demo on scikit-learn digits")
+    parser.add_argument("--landmarks", type=int, default=256)
+    parser.add_argument("--out-dim", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--figure", type=Path, default=Path("outputs/demo_representer_landmarks.png")
     )
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    start = time.perf_counter()
 
+    x_train, y_train, x_test, y_test = load_split(args.seed)
+    print(
+        f"digits: {len(x_train)} train / {len(x_test)} test images; eNTK (pNTK) of "
+        f"an untrained CNN; {args.landmarks} landmarks by RPCholesky"
+    )
+    kernel = Normalized(EmpiricalNTK(small_cnn(args.seed)))
+    landmark_idx = select_landmarks(
+        x_train, kernel, args.landmarks, method="rpcholesky", seed=args.seed
+    )
+    backbone = KernelBackbone(kernel, x_train[landmark_idx], out_dim=args.out_dim)
+    print(
+        f"Nyström rank r = {backbone.nystrom.rank}, out_dim = {backbone.out_dim}, "
+        f"feature scale = {float(backbone.feature_scale):.3g}"
+    )
     rows = [
+        ("raw pixels (64-d)", probe(nn.Flatten(), x_train, y_train, x_test, y_test)),
         (
-            "raw pixels (64)",
-            probe_accuracy(x_train.flatten(1), y_train, x_test.flatten(1), y_test),
-            0.0,
-        )
+            "KernelBackbone, PC initialisation",
+            probe(backbone, x_train, y_train, x_test, y_test),
+        ),
     ]
-    kernels: dict[str, Kernel] = {
-        "Nystrom RBF": RBF(lengthscale=float(x_train.flatten(1).std() * 8**0.5)),
-        "Nystrom eNTK (pNTK, CNN)": EmpiricalNTK(small_cnn(args.seed)),
-    }
-    for name, kernel in kernels.items():
-        phi_train, phi_test, rank, seconds = nystrom_features(
-            kernel, x_train, x_test, args.landmarks, args.seed
+    losses = train(backbone, x_train, args.epochs, args.batch_size, args.seed)
+    print(
+        f"NT-Xent loss: epoch 1 {losses[0]:.3f} -> epoch {len(losses)} {losses[-1]:.3f}"
+    )
+    rows.append(
+        (
+            "KernelBackbone, SimCLR-trained",
+            probe(backbone, x_train, y_train, x_test, y_test),
         )
-        accuracy = probe_accuracy(phi_train, y_train, phi_test, y_test)
-        rows.append((f"{name} (r={rank})", accuracy, seconds))
+    )
+    print(f"\n{'representation':<38}{'linear probe (10% labels)':>27}")
+    for name, accuracy in rows:
+        print(f"{name:<38}{accuracy:>27.3f}")
 
-    print(f"\n{'features':<36}{'probe accuracy':>16}{'map time [s]':>14}")
-    for name, accuracy, seconds in rows:
-        print(f"{name:<36}{accuracy:>16.3f}{seconds:>14.1f}")
+    queries = x_test[:6]
+    with torch.no_grad():
+        indices, scores = top_representer_landmarks(backbone.contributions(queries), 5)
+    landmark_labels = [str(int(y)) for y in y_train[landmark_idx]]
+    path = plot_representer_landmarks(
+        queries,
+        backbone.landmarks,
+        indices,
+        scores,
+        args.figure,
+        titles=[f"test: {int(y)}" for y in y_test[:6]],
+        landmark_titles=landmark_labels,
+    )
+    print(f"\nrepresenter landmarks of 6 test images: {path}")
+    print(f"total time {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ class Kernel(nn.Module, ABC):
             return self._symmetric_gram(x1)
         check_samples(x2, "x2")
         check_same_sample_shape(x1, x2)
+        return self._cross_gram(x1, x2)
+
+    def _cross_gram(self, x1: Tensor, x2: Tensor) -> Tensor:
         c = self.chunk_size
         rows = []
         for i in range(0, x1.shape[0], c):
@@ -168,6 +171,17 @@ class FeatureKernel(Kernel):
 
     def _gram(self, x1: Tensor, x2: Tensor) -> Tensor:
         return self._features(x1).cross(self._features(x2))
+
+    def _cross_gram(self, x1: Tensor, x2: Tensor) -> Tensor:
+        # Features of x2 are computed once, not once per row chunk of x1; memory
+        # grows with x2's features (use Nystrom for large x2).
+        c = self.chunk_size
+        right = [self._features(x2[j : j + c]) for j in range(0, x2.shape[0], c)]
+        rows = []
+        for i in range(0, x1.shape[0], c):
+            left = self._features(x1[i : i + c])
+            rows.append(torch.cat([left.cross(f) for f in right], dim=1))
+        return torch.cat(rows, dim=0)
 
     def _diag(self, x: Tensor) -> Tensor:
         return self._features(x).sqnorms()

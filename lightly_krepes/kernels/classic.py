@@ -63,8 +63,15 @@ class RBF(Kernel):
         self.lengthscale = float(lengthscale)
 
     def _gram(self, x1: Tensor, x2: Tensor) -> Tensor:
-        d2 = squared_distances(_flat(x1), _flat(x2))
-        return torch.exp(d2 / (-2.0 * self.lengthscale**2))
+        a, b = _flat(x1), _flat(x2)
+        scale = -0.5 / self.lengthscale**2
+        if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+            return torch.exp(squared_distances(a, b) * scale)
+        # Without autograd the block is built in place: one GEMM into the output
+        # and no (n1, n2) temporaries, which is most of the time for large blocks.
+        out = torch.addmm(a.pow(2).sum(1, keepdim=True), a, b.T, alpha=-2.0)
+        out.add_(b.pow(2).sum(1)[None, :]).clamp_min_(0.0)
+        return out.mul_(scale).exp_()
 
     def _diag(self, x: Tensor) -> Tensor:
         return torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
