@@ -9,7 +9,12 @@ pipeline is the one a Lightly user runs, with the backbone swapped:
 3. train it with Lightly's ``NTXentLoss`` (SimCLR) on augmented views,
 4. print linear-probe accuracy (10% labels) of raw pixels, the PC initialisation and
    the trained model,
-5. save a PNG of test images beside their top representer landmarks.
+5. save a PNG of test images beside their top representer landmarks,
+6. explain: save a PNG of test images beside their top proponent and opponent
+   landmarks (``RepresenterInfluence``), and check the explanations: precision@1
+   of the top landmark against the cosine-nearest landmark, and the kNN
+   confidence drop when a sample's top-10 landmarks are removed against 10
+   random ones.
 
 - [0] KREPES, 2025, arXiv 2509.24467
 """
@@ -28,11 +33,19 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from lightly_krepes.attribution import (
+    RepresenterInfluence,
+    Similarity,
+    cosine_nearest_landmark_precision,
+    landmark_removal_test,
+    precision_at_1,
+)
 from lightly_krepes.backbone import KernelBackbone
 from lightly_krepes.evaluation import linear_probe
 from lightly_krepes.kernels import EmpiricalNTK, Normalized
 from lightly_krepes.landmarks import select_landmarks
 from lightly_krepes.plotting import (
+    plot_proponents_opponents,
     plot_representer_landmarks,
     top_representer_landmarks,
 )
@@ -140,6 +153,72 @@ def train(
     return losses
 
 
+def explain(
+    backbone: KernelBackbone,
+    x_train: Tensor,
+    y_train: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+    landmark_idx: Tensor,
+    figure: Path,
+    num_queries: int = 6,
+) -> None:
+    """Proponents/opponents PNG and a summary of how good the explanations are.
+
+    The influence of landmark j on x is its exact term of the representation
+    along its own direction, ``k(l_j, x) <alpha_j, f(x) / |f(x)|>`` (target
+    ``Similarity(f(x))``): proponents build ``f(x)``, opponents pull against it.
+    """
+    landmark_labels = y_train[landmark_idx]
+    queries = x_test[:num_queries]
+    influence = RepresenterInfluence(backbone)
+    with torch.no_grad():
+        target = Similarity(backbone(queries))
+        scores = influence.influence(queries, target=target)
+        top = influence.influence(queries, k=3, target=target)
+        bottom = influence.influence(queries, k=3, proponents=False, target=target)
+    assert isinstance(scores, Tensor)
+    assert not isinstance(top, Tensor) and not isinstance(bottom, Tensor)
+    path = figure
+    plot_proponents_opponents(
+        queries,
+        backbone.landmarks,
+        scores,
+        k=4,
+        path=path,
+        titles=[f"test: {int(y)}" for y in y_test[:num_queries]],
+        landmark_titles=[str(int(y)) for y in landmark_labels],
+    )
+    print(f"proponents/opponents of {num_queries} test images: {path}")
+    for i in range(min(3, num_queries)):
+        pros = " ".join(str(int(landmark_labels[j])) for j in top.indices[i])
+        cons = " ".join(str(int(landmark_labels[j])) for j in bottom.indices[i])
+        print(
+            f"  test image {i} (digit {int(y_test[i])}): proponent digits {pros}; "
+            f"opponent digits {cons}"
+        )
+    with torch.no_grad():
+        p_influence = precision_at_1(backbone, x_test, y_test, landmark_labels)
+        p_projection = precision_at_1(
+            backbone, x_test, y_test, landmark_labels, score="projection"
+        )
+        p_cosine = cosine_nearest_landmark_precision(
+            backbone, x_test, y_test, landmark_labels
+        )
+        removal = landmark_removal_test(
+            backbone, x_test, x_train, y_train, top=10, k_neighbors=50
+        )
+    print(
+        f"precision@1 of the top landmark ({len(x_test)} test images): influence "
+        f"{p_influence:.3f}, projection {p_projection:.3f}, cosine-nearest landmark "
+        f"(baseline) {p_cosine:.3f}"
+    )
+    print(
+        f"kNN (k=50) confidence drop removing landmarks: top-10 "
+        f"{removal.top_drop:.4f} vs random-10 {removal.random_drop:.4f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs the pipeline and prints the accuracy table."""
     parser = argparse.ArgumentParser(description="KREPES demo on scikit-learn digits")
@@ -150,6 +229,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--figure", type=Path, default=Path("outputs/demo_representer_landmarks.png")
+    )
+    parser.add_argument(
+        "--explain-figure",
+        type=Path,
+        default=Path("outputs/demo_proponents_opponents.png"),
     )
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -204,6 +288,9 @@ def main(argv: list[str] | None = None) -> None:
         landmark_titles=landmark_labels,
     )
     print(f"\nrepresenter landmarks of 6 test images: {path}")
+    explain(
+        backbone, x_train, y_train, x_test, y_test, landmark_idx, args.explain_figure
+    )
     print(f"total time {time.perf_counter() - start:.1f} s")
 
 

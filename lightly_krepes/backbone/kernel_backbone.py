@@ -102,8 +102,15 @@ class KernelBackbone(nn.Module):
                 f"feature_scale must be finite and positive, got {feature_scale}."
             )
         dtype = self.nystrom.projection.dtype
-        self.register_buffer("feature_scale", torch.tensor(feature_scale, dtype=dtype))
-        self.linear = nn.Linear(r, out_dim, bias=bias, dtype=dtype)
+        device = self.nystrom.projection.device
+        self.register_buffer(
+            "feature_scale", torch.tensor(feature_scale, dtype=dtype, device=device)
+        )
+        # Built on "meta" and materialised empty: nn.Linear's random init would be
+        # overwritten by reset_parameters anyway and would advance the global RNG.
+        self.linear = nn.Linear(
+            r, out_dim, bias=bias, dtype=dtype, device="meta"
+        ).to_empty(device=device)
         self.reset_parameters()
 
     @classmethod

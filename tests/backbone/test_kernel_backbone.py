@@ -53,6 +53,15 @@ class TestKernelBackbone:
         expected = torch.diag(scale**2 * backbone.nystrom.eigenvalues[:5])
         torch.testing.assert_close(z.T @ z, expected, rtol=1e-8, atol=1e-8)
 
+    def test_init__leaves_global_rng_alone_and_follows_landmark_device(self) -> None:
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        backbone = KernelBackbone(RBF(1.0), _data(10), out_dim=3)
+        torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
+        devices = {t.device for t in [*backbone.parameters(), *backbone.buffers()]}
+        assert devices == {backbone.landmarks.device}
+
     def test_init__feature_scale_is_one_for_normalized_kernels(self) -> None:
         backbone = KernelBackbone(Normalized(RBF(1.0)), _data(10), out_dim=3)
         assert float(backbone.feature_scale) == pytest.approx(1.0)

@@ -1,0 +1,368 @@
+"""Label-free choice of the audit step's damping by the spectral entropy of A^T A.
+
+- [0] KREPES, 2025, arXiv 2509.24467
+- [1] Roy, Vetterli, 2007, The effective rank: a measure of effective
+  dimensionality, EUSIPCO
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from lightly_krepes._validation import check_floating, check_positive
+from lightly_krepes.audit.newton import NewtonStep, _check_solver_options, _solve
+from lightly_krepes.audit.objective import AuditObjective
+
+
+class SpectralEntropy(NamedTuple):
+    """Entropy of a normalised spectrum.
+
+    Attributes:
+        entropy: ``-sum_i p_i log p_i`` with ``p = lam / sum(lam)`` (natural log).
+        normalized: ``entropy / log(max_rank)`` in [0, 1]; 1 for max_rank 1.
+    """
+
+    entropy: float
+    normalized: float
+
+
+def spectral_entropy(matrix: Tensor, *, max_rank: int | None = None) -> SpectralEntropy:
+    """Spectral entropy of a symmetric positive semi-definite matrix.
+
+    With ``lam`` the eigenvalues and ``p = lam / sum(lam)``, the entropy
+    ``H = -sum_i p_i log p_i`` (``0 log 0 = 0``) is ``log`` of the effective rank
+    [1]: ``log n`` for a multiple of the n x n identity, 0 for rank one, invariant
+    to scaling. It is normalised by ``log(max_rank)``, the largest entropy the
+    matrix can reach. For ``A^T A`` with A of shape (h, r), pass ``max_rank=h``:
+    the rank is at most h, so ``A_0 = [I 0]`` scores exactly 1 and a collapsed A
+    less. (Dividing by the numerical rank instead would score a collapse onto two
+    equal directions as 1 too.) Computed in float64; round-off negative
+    eigenvalues are clipped to zero.
+
+    Args:
+        matrix: Tensor of shape (n, n), symmetric positive semi-definite.
+        max_rank: The normaliser's rank; None uses n.
+
+    Returns:
+        The entropy and its normalised value.
+
+    Raises:
+        ValueError: If the matrix is not square, symmetric, finite, positive
+            semi-definite or is zero.
+
+    References:
+        - [0] KREPES, 2025, arXiv 2509.24467
+        - [1] Roy, Vetterli, 2007, EUSIPCO
+
+    Examples:
+        >>> spectral_entropy(torch.eye(4)).normalized
+        1.0
+        >>> round(spectral_entropy(torch.eye(4)).entropy, 6) == round(math.log(4), 6)
+        True
+        >>> spectral_entropy(torch.diag(torch.tensor([3.0, 0.0]))).entropy
+        0.0
+    """
+    check_floating(matrix, "matrix")
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.numel() == 0:
+        raise ValueError(
+            f"matrix must be square and non-empty, got shape {tuple(matrix.shape)}. "
+            f"For a map A of shape (h, r) pass A.T @ A."
+        )
+    n = matrix.shape[0]
+    if max_rank is not None and (int(max_rank) != max_rank or not 1 <= max_rank <= n):
+        raise ValueError(f"max_rank must be an integer in [1, {n}], got {max_rank}.")
+    # Round-off of the input's own precision is tolerated in the checks below.
+    eps = 100 * n * torch.finfo(matrix.dtype).eps
+    m = matrix.detach().double()
+    if not bool(torch.isfinite(m).all()):
+        raise ValueError("matrix contains NaN or infinite values.")
+    scale = float(m.abs().max())
+    if scale == 0.0:
+        raise ValueError("matrix is zero; its spectrum has no entropy.")
+    if not torch.allclose(m, m.T, rtol=0.0, atol=eps * scale):
+        raise ValueError(
+            "matrix must be symmetric (a Gram matrix such as A.T @ A); symmetrise "
+            "it with 0.5 * (M + M.T) if it differs by round-off."
+        )
+    lam = torch.linalg.eigvalsh(0.5 * (m + m.T))
+    if float(lam[0]) < -eps * float(lam[-1].abs()):
+        raise ValueError(
+            f"matrix must be positive semi-definite, but its smallest eigenvalue is "
+            f"{float(lam[0]):.3g} (largest {float(lam[-1]):.3g})."
+        )
+    lam = lam.clamp_min(0.0)
+    p = lam / lam.sum()
+    p = p[p > 0]
+    entropy = max(0.0, float(-(p * p.log()).sum()))
+    rank = n if max_rank is None else int(max_rank)
+    normalized = 1.0 if rank == 1 else min(entropy / math.log(rank), 1.0)
+    return SpectralEntropy(entropy, normalized)
+
+
+@dataclass
+class DampingCandidate:
+    """One damping tried by :func:`select_damping`.
+
+    Attributes:
+        damping: The damping.
+        entropy: Spectral entropy of ``A^T A`` after the step.
+        normalized_entropy: The entropy divided by ``log(out_dim)``.
+        loss_after: Objective after the step.
+        eligible: Whether the step met the selection rule.
+        step: The step itself.
+    """
+
+    damping: float
+    entropy: float
+    normalized_entropy: float
+    loss_after: float
+    eligible: bool
+    step: NewtonStep = field(repr=False)
+
+
+@dataclass
+class DampingSelection:
+    """The damping chosen by :func:`select_damping` and every candidate.
+
+    Attributes:
+        damping: The chosen damping.
+        step: The step at the chosen damping.
+        candidates: All candidates, by increasing damping.
+        threshold: Minimum normalised spectral entropy of an eligible step.
+        curvature_scale: The estimate of ``|lambda|_max(H)`` the default grid is
+            relative to (None when the grid was given).
+        fallback: Whether no candidate was eligible and the largest damping was
+            taken.
+    """
+
+    damping: float
+    step: NewtonStep
+    candidates: list[DampingCandidate]
+    threshold: float
+    curvature_scale: float | None
+    fallback: bool
+
+
+def estimate_curvature(
+    objective: AuditObjective, *, num_iter: int = 10, seed: int = 0
+) -> float:
+    """Estimates ``|lambda|_max`` of the Hessian at the expansion point.
+
+    Power iteration with Hessian-vector products from a seeded random start.
+
+    Args:
+        objective: The cached objective.
+        num_iter: Number of power iterations (Hessian-vector products).
+        seed: Seed of the start vector.
+
+    Returns:
+        The estimate, ``|H v|`` for the final unit vector v (0 for a flat loss).
+
+    References:
+        - [0] KREPES, 2025, arXiv 2509.24467
+
+    Examples:
+        >>> from lightly_krepes.backbone import KernelBackbone
+        >>> from lightly_krepes.kernels import RBF
+        >>> from lightly_krepes.loss import SpectralContrastiveLoss
+        >>> backbone = KernelBackbone(RBF(2.0), torch.randn(16, 3), out_dim=2)
+        >>> x = torch.randn(8, 3)
+        >>> objective = AuditObjective(
+        ...     backbone, SpectralContrastiveLoss(), [(x, x + 0.1)], progress=False
+        ... )
+        >>> estimate_curvature(objective) >= 0
+        True
+    """
+    if int(num_iter) != num_iter or num_iter < 1:
+        raise ValueError(f"num_iter must be a positive integer, got {num_iter}.")
+    theta = objective.initial_parameters()
+    gen = torch.Generator().manual_seed(seed)
+    v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype).to(theta.device)
+    v /= torch.linalg.vector_norm(v)
+    norm = 0.0
+    for _ in range(num_iter):
+        hv = objective.hvp(theta, v)
+        norm = float(torch.linalg.vector_norm(hv))
+        if norm == 0.0:
+            return 0.0
+        v = hv / norm
+    return norm
+
+
+def select_damping(
+    objective: AuditObjective,
+    *,
+    dampings: list[float] | None = None,
+    num_candidates: int = 10,
+    relative_range: tuple[float, float] = (1e-4, 10.0),
+    threshold: float = 0.9,
+    power_iterations: int = 10,
+    max_iter: int = 200,
+    tol: float = 1e-6,
+    seed: int = 0,
+    progress: bool = True,
+) -> DampingSelection:
+    """Chooses the audit step's damping without labels by the spectral entropy.
+
+    KREPES tunes the audit label-free by the spectral entropy of ``A^T A`` [0]
+    with ``A = A_0 + Delta A``. Plain "largest entropy" is useless here: the
+    principal-component initialisation ``A_0 A_0^T = I`` already has the maximal
+    entropy ``log(out_dim)``, so it would always pick the largest damping, the
+    smallest step. Our reading of the rule is a constraint instead:
+
+    1. Try a log-spaced grid of dampings: ``num_candidates`` values spanning
+       ``relative_range`` times the curvature scale ``|lambda|_max(H)``
+       (estimated by ``power_iterations`` Hessian-vector products), or the given
+       ``dampings``.
+    2. A candidate is *eligible* if its CG solve met no non-positive curvature,
+       its step keeps the objective finite and does not increase it, and the
+       updated A keeps the normalised spectral entropy of ``A^T A`` (divided by
+       ``log(out_dim)``, see :func:`spectral_entropy`) at or above
+       ``threshold``: the step does not collapse the representation's
+       dimensions.
+    3. Choose the smallest eligible damping, i.e. the largest step that keeps the
+       representation's dimensionality. If none is eligible, fall back to the
+       largest damping (with a warning).
+
+    All candidates, with their entropy, loss and step, are returned so callers can
+    apply another rule. The Nyström features are computed once, in ``objective``,
+    and the gradient once for all candidates.
+
+    Args:
+        objective: The cached objective.
+        dampings: Explicit grid (finite, positive); None builds the default one.
+        num_candidates: Size of the default grid.
+        relative_range: Smallest and largest damping of the default grid relative
+            to the curvature scale.
+        threshold: Minimum normalised spectral entropy, in [0, 1].
+        power_iterations: Power iterations of the curvature estimate.
+        max_iter: Maximum CG iterations per candidate.
+        tol: Relative CG residual.
+        seed: Seed of the power iteration.
+        progress: Show progress bars.
+
+    Returns:
+        The selection.
+
+    Raises:
+        ValueError: If the grid, threshold or solver options are invalid.
+
+    References:
+        - [0] KREPES, 2025, arXiv 2509.24467
+
+    Examples:
+        >>> from lightly.loss import VICRegLoss
+        >>> from lightly_krepes.backbone import KernelBackbone
+        >>> from lightly_krepes.kernels import RBF
+        >>> backbone = KernelBackbone(RBF(2.0), torch.randn(16, 3), out_dim=3)
+        >>> x = torch.randn(8, 3)
+        >>> objective = AuditObjective(
+        ...     backbone, VICRegLoss(), [(x, x + 0.1)], progress=False
+        ... )
+        >>> selection = select_damping(objective, num_candidates=3, progress=False)
+        >>> len(selection.candidates)
+        3
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}.")
+    _check_solver_options(max_iter, tol)
+    curvature_scale: float | None = None
+    if dampings is None:
+        if int(num_candidates) != num_candidates or num_candidates < 1:
+            raise ValueError(
+                f"num_candidates must be a positive integer, got {num_candidates}."
+            )
+        low, high = relative_range
+        check_positive(low, "relative_range[0]")
+        check_positive(high, "relative_range[1]")
+        if low > high:
+            raise ValueError(
+                f"relative_range must be (low, high) with low <= high, got "
+                f"{relative_range}."
+            )
+        curvature_scale = estimate_curvature(
+            objective, num_iter=power_iterations, seed=seed
+        )
+        # A flat loss has no curvature scale; the grid is then absolute.
+        scale = curvature_scale if curvature_scale > 0 else 1.0
+        grid = (
+            torch.logspace(
+                math.log10(low), math.log10(high), num_candidates, dtype=torch.float64
+            )
+            * scale
+        ).tolist()
+    else:
+        if not dampings:
+            raise ValueError("dampings is empty; give at least one damping.")
+        for value in dampings:
+            check_positive(value, "every damping")
+        grid = sorted(float(d) for d in dampings)
+
+    theta = objective.initial_parameters()
+    loss_before, gradient = objective.gradient(theta)
+    weight0, _ = objective.unflatten(theta)
+    candidates = []
+    for damping in grid:
+        with warnings.catch_warnings():
+            # Non-positive curvature or an infinite loss mark the candidate
+            # ineligible instead.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            step = _solve(
+                objective,
+                theta,
+                loss_before,
+                gradient,
+                damping,
+                max_iter=max_iter,
+                tol=tol,
+                progress=progress,
+            )
+        weight = weight0 + step.delta_weight.to(weight0)
+        try:
+            # A A^T has the non-zero spectrum of A^T A, at (h x h) not (r x r).
+            entropy = spectral_entropy(weight @ weight.T, max_rank=objective.out_dim)
+        except ValueError:
+            # A step that overflows A has no spectrum to speak of.
+            entropy = SpectralEntropy(math.nan, math.nan)
+        eligible = (
+            not step.negative_curvature
+            and math.isfinite(step.loss_after)
+            and step.loss_after <= loss_before
+            and entropy.normalized >= threshold
+        )
+        candidates.append(
+            DampingCandidate(
+                damping=damping,
+                entropy=entropy.entropy,
+                normalized_entropy=entropy.normalized,
+                loss_after=step.loss_after,
+                eligible=eligible,
+                step=step,
+            )
+        )
+    chosen = next((c for c in candidates if c.eligible), None)
+    fallback = chosen is None
+    if chosen is None:
+        chosen = candidates[-1]
+        warnings.warn(
+            f"No damping in [{grid[0]:.3g}, {grid[-1]:.3g}] gave a step that keeps "
+            f"the normalised spectral entropy >= {threshold} without non-positive "
+            f"curvature or a loss increase; using the largest, {grid[-1]:.3g}. "
+            f"Try larger dampings or a lower threshold.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return DampingSelection(
+        damping=chosen.damping,
+        step=chosen.step,
+        candidates=candidates,
+        threshold=threshold,
+        curvature_scale=curvature_scale,
+        fallback=fallback,
+    )
