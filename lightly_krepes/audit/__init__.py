@@ -9,6 +9,7 @@ from lightly_krepes.audit.damping import (
     DampingSelection,
     SpectralEntropy,
     estimate_curvature,
+    estimate_min_eigenvalue,
     select_damping,
     spectral_entropy,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "apply_step",
     "audit_encoder",
     "estimate_curvature",
+    "estimate_min_eigenvalue",
     "newton_step",
     "select_damping",
     "solve_newton",

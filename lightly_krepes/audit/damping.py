@@ -137,6 +137,8 @@ class DampingSelection:
         threshold: Minimum normalised spectral entropy of an eligible step.
         curvature_scale: The estimate of ``|lambda|_max(H)`` the default grid is
             relative to (None when the grid was given).
+        min_eigenvalue: The estimate of ``lambda_min(H)`` whose negative part
+            shifts the default grid (None when the grid was given).
         fallback: Whether no candidate was eligible and the largest damping was
             taken.
     """
@@ -147,6 +149,7 @@ class DampingSelection:
     threshold: float
     curvature_scale: float | None
     fallback: bool
+    min_eigenvalue: float | None = None
 
 
 def estimate_curvature(
@@ -195,6 +198,70 @@ def estimate_curvature(
     return norm
 
 
+def estimate_min_eigenvalue(
+    objective: AuditObjective,
+    *,
+    scale: float | None = None,
+    num_iter: int = 30,
+    seed: int = 0,
+) -> float:
+    """Estimates the smallest (most negative) eigenvalue ``lambda_min`` of the Hessian.
+
+    SSL losses are not convex in the representation, so the Hessian in ``(A,
+    gamma)`` is usually indefinite. Power iteration on the shifted operator
+    ``scale I - H``, whose dominant eigenvalue is ``scale - lambda_min`` when
+    ``scale >= |lambda|_max``, finds it with Hessian-vector products only; the
+    Rayleigh quotient of the final vector is returned. Like every power
+    iteration it approaches the extreme eigenvalue from inside the spectrum, so
+    the estimate errs towards zero.
+
+    Args:
+        objective: The cached objective.
+        scale: ``|lambda|_max(H)``; None estimates it with
+            :func:`estimate_curvature`.
+        num_iter: Number of power iterations (Hessian-vector products).
+        seed: Seed of the start vector.
+
+    Returns:
+        The estimate of ``lambda_min(H)`` (0 for a flat loss).
+
+    References:
+        - [0] KREPES, 2025, arXiv 2509.24467
+
+    Examples:
+        >>> from lightly.loss import VICRegLoss
+        >>> from lightly_krepes.backbone import KernelBackbone
+        >>> from lightly_krepes.kernels import RBF
+        >>> backbone = KernelBackbone(RBF(2.0), torch.randn(16, 3), out_dim=2)
+        >>> x = torch.randn(8, 3)
+        >>> objective = AuditObjective(
+        ...     backbone, VICRegLoss(), [(x, x + 0.1)], progress=False
+        ... )
+        >>> estimate_min_eigenvalue(objective) <= estimate_curvature(objective)
+        True
+    """
+    if int(num_iter) != num_iter or num_iter < 1:
+        raise ValueError(f"num_iter must be a positive integer, got {num_iter}.")
+    if scale is None:
+        scale = estimate_curvature(objective, seed=seed)
+    if scale == 0.0:
+        return 0.0
+    # 1.5 x: the estimate of |lambda|_max errs low, and a shift below it would
+    # let the largest positive eigenvalue dominate instead.
+    shift = 1.5 * float(scale)
+    theta = objective.initial_parameters()
+    gen = torch.Generator().manual_seed(seed + 1)
+    v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype).to(theta.device)
+    v /= torch.linalg.vector_norm(v)
+    for _ in range(int(num_iter)):
+        w = shift * v - objective.hvp(theta, v)
+        norm = torch.linalg.vector_norm(w)
+        if float(norm) == 0.0:
+            break
+        v = w / norm
+    return float(v @ objective.hvp(theta, v))
+
+
 def select_damping(
     objective: AuditObjective,
     *,
@@ -218,8 +285,13 @@ def select_damping(
 
     1. Try a log-spaced grid of dampings: ``num_candidates`` values spanning
        ``relative_range`` times the curvature scale ``|lambda|_max(H)``
-       (estimated by ``power_iterations`` Hessian-vector products), or the given
-       ``dampings``.
+       (estimated by ``power_iterations`` Hessian-vector products), each shifted
+       by ``1.1 max(0, -lambda_min(H))`` (:func:`estimate_min_eigenvalue`, with
+       ``3 * power_iterations`` products) so that ``H + damping I`` is positive
+       definite and CG returns a proper damped Newton step; or the given
+       ``dampings``. (Without the shift, every damping below ``-lambda_min``
+       meets negative curvature, usually in CG's first iteration, and gives no
+       step: SSL losses are not convex in the representation.)
     2. A candidate is *eligible* if its CG solve met no non-positive curvature,
        its step keeps the objective finite and does not increase it, and the
        updated A keeps the normalised spectral entropy of ``A^T A`` (divided by
@@ -273,6 +345,7 @@ def select_damping(
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}.")
     _check_solver_options(max_iter, tol)
     curvature_scale: float | None = None
+    min_eigenvalue: float | None = None
     if dampings is None:
         if int(num_candidates) != num_candidates or num_candidates < 1:
             raise ValueError(
@@ -289,10 +362,19 @@ def select_damping(
         curvature_scale = estimate_curvature(
             objective, num_iter=power_iterations, seed=seed
         )
+        min_eigenvalue = estimate_min_eigenvalue(
+            objective,
+            scale=curvature_scale,
+            num_iter=3 * power_iterations,
+            seed=seed,
+        )
         # A flat loss has no curvature scale; the grid is then absolute.
         scale = curvature_scale if curvature_scale > 0 else 1.0
+        # 1.1 x: the power-iteration estimate of lambda_min errs towards zero.
+        shift = 1.1 * max(0.0, -min_eigenvalue)
         grid = (
-            torch.logspace(
+            shift
+            + torch.logspace(
                 math.log10(low), math.log10(high), num_candidates, dtype=torch.float64
             )
             * scale
@@ -365,4 +447,5 @@ def select_damping(
         threshold=threshold,
         curvature_scale=curvature_scale,
         fallback=fallback,
+        min_eigenvalue=min_eigenvalue,
     )

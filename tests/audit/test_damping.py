@@ -14,6 +14,7 @@ from torch.func import functional_call, hessian
 from lightly_krepes.audit import (
     AuditObjective,
     estimate_curvature,
+    estimate_min_eigenvalue,
     select_damping,
     spectral_entropy,
 )
@@ -47,6 +48,28 @@ def _psd(seed: int, n: int, rank: int) -> Tensor:
     gen = torch.Generator().manual_seed(seed)
     factor = torch.randn(n, rank, generator=gen, dtype=torch.float64)
     return factor @ factor.T
+
+
+@functools.cache
+def _dense_hessian() -> Tensor:
+    objective = _objective()
+    backbone = objective.backbone
+    out_dim, r = backbone.linear.weight.shape
+    batches = _batches()
+
+    def dense(theta: Tensor) -> Tensor:
+        params = {
+            "linear.weight": theta[: out_dim * r].reshape(out_dim, r),
+            "linear.bias": theta[out_dim * r :],
+        }
+        losses = [
+            VICRegLoss()(*(functional_call(backbone, params, (v,)) for v in views))
+            for views in batches
+        ]
+        return torch.stack(losses).mean()
+
+    h: Tensor = hessian(dense)(objective.initial_parameters())
+    return h
 
 
 class TestSpectralEntropy:
@@ -149,11 +172,33 @@ class TestSelectDamping:
         objective = _objective()
         selection = select_damping(objective, num_candidates=4, progress=False)
         scale = estimate_curvature(objective)
+        lam_min = estimate_min_eigenvalue(objective, scale=scale, num_iter=30)
         assert selection.curvature_scale == pytest.approx(scale)
-        expected = [scale * 10**e for e in torch.linspace(-4, 1, 4).tolist()]
+        assert selection.min_eigenvalue == pytest.approx(lam_min)
+        shift = 1.1 * max(0.0, -lam_min)
+        expected = [shift + scale * 10**e for e in torch.linspace(-4, 1, 4).tolist()]
         assert [c.damping for c in selection.candidates] == pytest.approx(expected)
         again = select_damping(objective, num_candidates=4, progress=False)
         assert again.damping == selection.damping
+
+    def test_select_damping__shifted_grid_avoids_negative_curvature(self) -> None:
+        # VICReg is not convex in the representation: the Hessian is indefinite,
+        # and an unshifted grid's small dampings stop CG on negative curvature.
+        objective = _objective()
+        selection = select_damping(objective, num_candidates=5, progress=False)
+        assert selection.min_eigenvalue is not None and selection.min_eigenvalue < 0
+        assert not any(c.step.negative_curvature for c in selection.candidates)
+        assert not selection.fallback
+        step = selection.step
+        assert step.loss_after < step.loss_before
+        assert float(step.delta_weight.norm()) > 0
+
+    def test_estimate_min_eigenvalue__matches_dense_hessian(self) -> None:
+        h = _dense_hessian()
+        lam = torch.linalg.eigvalsh(h)
+        estimate = estimate_min_eigenvalue(_objective(), num_iter=150)
+        assert estimate == pytest.approx(float(lam[0]), rel=1e-3)
+        assert estimate_min_eigenvalue(_objective(), num_iter=3) >= float(lam[0])
 
     def test_select_damping__falls_back_to_largest(self) -> None:
         with pytest.warns(UserWarning, match="largest"):
@@ -179,23 +224,7 @@ class TestSelectDamping:
 
     def test_estimate_curvature__matches_dense_spectral_radius(self) -> None:
         objective = _objective()
-        backbone = objective.backbone
-        out_dim, r = backbone.linear.weight.shape
-
-        batches = _batches()
-
-        def dense(theta: Tensor) -> Tensor:
-            params = {
-                "linear.weight": theta[: out_dim * r].reshape(out_dim, r),
-                "linear.bias": theta[out_dim * r :],
-            }
-            losses = [
-                VICRegLoss()(*(functional_call(backbone, params, (v,)) for v in views))
-                for views in batches
-            ]
-            return torch.stack(losses).mean()
-
-        h = hessian(dense)(objective.initial_parameters())
+        h = _dense_hessian()
         radius = float(torch.linalg.eigvalsh(h).abs().max())
         assert estimate_curvature(objective, num_iter=200) == pytest.approx(
             radius, rel=1e-3
