@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml | sha1sum | cut -c1-16)
 # The checkout always wins over whatever checkout the shared venv was installed from.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
-SOURCES := lightly_krepes tests $(wildcard benchmarks examples)
+SOURCES := lightly_krepes tests $(wildcard benchmarks examples docs)
 
 .PHONY: venv demo test lint typecheck unit bench format clean-venv
 
