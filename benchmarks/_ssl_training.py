@@ -42,7 +42,7 @@ from lightly_krepes.data import (
     select_indices,
 )
 from lightly_krepes.evaluation import extract_features, linear_probe
-from lightly_krepes.kernels import EmpiricalNTK
+from lightly_krepes.kernels import EmpiricalNTK, Kernel, Normalized
 from lightly_krepes.landmarks import select_landmarks
 from lightly_krepes.loss import SpectralContrastiveLoss
 from lightly_krepes.nystrom import Nystrom
@@ -685,6 +685,7 @@ def build_entk_backbone(
     pool_size: int | None = None,
     dtype: torch.dtype = torch.float32,
     rcond: float | None = None,
+    normalized: bool = False,
 ) -> KernelBuild:
     """``KernelBackbone`` on the pNTK of ``network`` (eval mode) with RPCholesky.
 
@@ -693,10 +694,13 @@ def build_entk_backbone(
     with the stages timed apart. The network is copied (to ``dtype``), not changed.
     If the Nyström rank at ``rcond`` is below ``out_dim``, out_dim is lowered to
     the rank; for a linear probe nothing is lost, since with ``A = [I 0]`` the
-    representation is then the whole Nyström feature map.
+    representation is then the whole Nyström feature map. ``normalized`` wraps the
+    pNTK in ``Normalized`` (cosine normalisation).
     """
     t0 = time.perf_counter()
-    kernel = EmpiricalNTK(copy.deepcopy(network).eval().to(dtype))
+    kernel: Kernel = EmpiricalNTK(copy.deepcopy(network).eval().to(dtype))
+    if normalized:
+        kernel = Normalized(kernel)
     candidates = pool.to(dtype)
     t1 = time.perf_counter()
     indices = select_landmarks(
