@@ -34,7 +34,8 @@ Run from the repository root::
    training augmentation; handed to ``audit_encoder`` in order through its
    per-sample ``transform``), the loss applied to the surrogate's representation
    (no projection head unless ``--audit-head``), ``out_dim`` = the encoder's
-   representation size (or ``--out-dim``), the principal-component initialisation,
+   representation size capped by the Nyström rank (or ``--out-dim``), the
+   principal-component initialisation,
    and one damped Newton step (CG, at most ``--cg-max-iter`` iterations) whose
    damping is chosen label-free by the spectral-entropy rule (or ``--damping``).
    This gives the surrogate ``f_0`` (weights ``alpha_0``), the step
@@ -762,7 +763,9 @@ def run_one(task: Task, loss_name: str, cfg: Config) -> dict[str, Any]:
         return out
 
     t0 = time.perf_counter()
-    h = task.rep_dim if cfg.out_dim is None else min(cfg.out_dim, task.rep_dim)
+    # None: the encoder's dimension, capped by the Nyström rank (audit_encoder's
+    # default); a low-rank (normalised) eNTK can have fewer than rep_dim.
+    h = None if cfg.out_dim is None else min(cfg.out_dim, task.rep_dim)
     transform = RecordedViews(task.audit_x, task.audit_views)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
