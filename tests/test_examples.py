@@ -13,9 +13,12 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"
+# The scripts' own landmark count and out_dim with few images and epochs. VICReg's
+# BatchNorm head at lr 0.06 is unstable for out_dim <= 32 with batches of 32 (see
+# docs/swapping-the-backbone.md), so the test keeps out_dim at the default 64.
 TINY = [
-    "--subset", "96", "--test-subset", "64", "--epochs", "2", "--batch-size", "32",
-    "--num-landmarks", "48", "--out-dim", "16",
+    "--subset", "128", "--test-subset", "64", "--epochs", "2", "--batch-size", "32",
+    "--num-landmarks", "128", "--out-dim", "64",
 ]  # fmt: skip
 # One script per loss runs by default; the rest (Lightning variants) with -m slow.
 DEFAULT = {
