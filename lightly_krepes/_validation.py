@@ -35,7 +35,13 @@ def check_finite(x: Tensor, name: str) -> None:
         x: Tensor to check.
         name: Name of the argument, used in the error message.
     """
-    finite = torch.isfinite(x.detach())
+    x = x.detach()
+    # Fast path: NaN and inf propagate into a sum (inf - inf is NaN), so a finite
+    # sum proves a finite tensor without an (n, ...) boolean temporary; only a
+    # non-finite sum (possibly overflow of large finite values) is checked exactly.
+    if x.numel() == 0 or bool(torch.isfinite(x.sum())):
+        return
+    finite = torch.isfinite(x)
     if not bool(finite.all()):
         num_bad = int((~finite).sum())
         raise ValueError(
