@@ -255,6 +255,9 @@ def _knn_class_scores(
     temperature: float,
 ) -> Tensor:
     """Lightly-style weighted kNN class shares; queries (q, h), banks (q, n, h)."""
+    # Not lightly's knn_predict: it returns only the ranked class ids (the vote
+    # shares are needed for the confidence) and takes one bank shared by all
+    # queries, while each query here has its own bank with its landmarks removed.
     similarity = torch.einsum(
         "qh,qnh->qn", F.normalize(queries, dim=-1), F.normalize(banks, dim=-1)
     )

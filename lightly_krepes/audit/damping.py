@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -152,6 +153,35 @@ class DampingSelection:
     min_eigenvalue: float | None = None
 
 
+def _check_num_iter(num_iter: int) -> None:
+    if int(num_iter) != num_iter or num_iter < 1:
+        raise ValueError(f"num_iter must be a positive integer, got {num_iter}.")
+
+
+def _power_iteration(
+    apply: Callable[[Tensor], Tensor], like: Tensor, *, num_iter: int, seed: int
+) -> tuple[Tensor, float]:
+    """Power iteration from a seeded unit vector: the last vector and ``|apply(v)|``.
+
+    Written by hand rather than with ``scipy.sparse.linalg.eigsh``: each product is
+    a full pass over the cached batches, and a fixed, small number of them with a
+    deterministic result is what the damping grid needs; ARPACK's Lanczos would
+    round-trip through float64 NumPy and may raise on non-convergence.
+    """
+    _check_num_iter(num_iter)
+    gen = torch.Generator().manual_seed(seed)
+    v = torch.randn(like.shape, generator=gen, dtype=like.dtype).to(like.device)
+    v /= torch.linalg.vector_norm(v)
+    norm = 0.0
+    for _ in range(int(num_iter)):
+        w = apply(v)
+        norm = float(torch.linalg.vector_norm(w))
+        if norm == 0.0:
+            break
+        v = w / norm
+    return v, norm
+
+
 def estimate_curvature(
     objective: AuditObjective, *, num_iter: int = 10, seed: int = 0
 ) -> float:
@@ -182,19 +212,10 @@ def estimate_curvature(
         >>> estimate_curvature(objective) >= 0
         True
     """
-    if int(num_iter) != num_iter or num_iter < 1:
-        raise ValueError(f"num_iter must be a positive integer, got {num_iter}.")
     theta = objective.initial_parameters()
-    gen = torch.Generator().manual_seed(seed)
-    v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype).to(theta.device)
-    v /= torch.linalg.vector_norm(v)
-    norm = 0.0
-    for _ in range(num_iter):
-        hv = objective.hvp(theta, v)
-        norm = float(torch.linalg.vector_norm(hv))
-        if norm == 0.0:
-            return 0.0
-        v = hv / norm
+    _, norm = _power_iteration(
+        lambda v: objective.hvp(theta, v), theta, num_iter=num_iter, seed=seed
+    )
     return norm
 
 
@@ -240,8 +261,7 @@ def estimate_min_eigenvalue(
         >>> estimate_min_eigenvalue(objective) <= estimate_curvature(objective)
         True
     """
-    if int(num_iter) != num_iter or num_iter < 1:
-        raise ValueError(f"num_iter must be a positive integer, got {num_iter}.")
+    _check_num_iter(num_iter)
     if scale is None:
         scale = estimate_curvature(objective, seed=seed)
     if scale == 0.0:
@@ -250,15 +270,12 @@ def estimate_min_eigenvalue(
     # let the largest positive eigenvalue dominate instead.
     shift = 1.5 * float(scale)
     theta = objective.initial_parameters()
-    gen = torch.Generator().manual_seed(seed + 1)
-    v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype).to(theta.device)
-    v /= torch.linalg.vector_norm(v)
-    for _ in range(int(num_iter)):
-        w = shift * v - objective.hvp(theta, v)
-        norm = torch.linalg.vector_norm(w)
-        if float(norm) == 0.0:
-            break
-        v = w / norm
+    v, _ = _power_iteration(
+        lambda u: shift * u - objective.hvp(theta, u),
+        theta,
+        num_iter=num_iter,
+        seed=seed + 1,
+    )
     return float(v @ objective.hvp(theta, v))
 
 
