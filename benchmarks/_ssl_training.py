@@ -671,7 +671,7 @@ class KernelBuild:
             "requested_out_dim": self.requested_out_dim,
             "out_dim": self.out_dim,
             "out_dim_lowered_to_rank": self.out_dim < self.requested_out_dim,
-            "feature_scale": float(self.backbone.feature_scale),
+            "preconditioner_ridge": float(self.backbone.ridge),
             "dtype": str(self.dtype).replace("torch.", ""),
         }
 

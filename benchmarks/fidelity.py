@@ -1,14 +1,16 @@
 """Surrogate fidelity: does the eNTK kernel surrogate of a trained SSL encoder agree
-with the encoder downstream? (the KREPES audit table)
+with the encoder downstream? (the KREPES audit table; issue 8's fidelity check)
 
 Run from the repository root::
 
     python benchmarks/fidelity.py [--quick] [--datasets fmnist,adult]
-        [--losses simclr,vicreg,barlowtwins] [--budget-seconds 120]
+        [--losses simclr,vicreg,barlowtwins] [--kernels unnormalized,normalized]
+        [--variants pc_init,ridge,audited,ridge_audited,trained]
+        [--budget-seconds 120] [--encoder-dir DIR]
         [--output benchmarks/results/fidelity.json]
 
-**Protocol**, for every dataset x loss (all on CPU, ``torch.set_num_threads(2)``,
-float32, seeded):
+**Protocol**, for every dataset x loss x kernel (all on CPU,
+``torch.set_num_threads(2)``, float32 kernels, seeded):
 
 1. *Network.* An encoder and the loss's Lightly projection head (hidden width 512)
    are trained end-to-end on two views per sample with the Lightly loss at its
@@ -16,7 +18,9 @@ float32, seeded):
    256, for a fixed wall-clock budget (``--budget-seconds``, 120 s). Optimiser: SGD
    (lr 0.06, momentum 0.9); with ``--optimizer auto`` (default) a run whose loss did
    not fall by 1% is repeated from the same initialisation with Adam (lr 1e-3) and
-   the Adam run is kept; the table says which optimiser was used.
+   the Adam run is kept; the table says which optimiser was used. With
+   ``--encoder-dir`` trained encoders are saved there and reused by later runs
+   with the same settings (so both kernels audit the same network).
 
    - Fashion-MNIST: CNN conv3x3(32)-ReLU-maxpool-conv3x3(64)-ReLU-maxpool-Linear
      (3136 -> 128), 420k parameters, 128-d representation; a stratified 10,000-image
@@ -26,13 +30,31 @@ float32, seeded):
      32,561 training rows; SCARF views (``TabularMultiViewTransform``, corruption
      rate 0.6, the one-hot columns of each original feature corrupted together).
 
-2. *Surrogate.* ``KernelBackbone`` on ``EmpiricalNTK(encoder.eval())`` (pseudo-NTK,
-   not cosine-normalised), ``--num-landmarks`` (512) landmarks selected by
-   RPCholesky from the SSL training rows (un-augmented), ``out_dim`` = the encoder's
-   representation size (128 / 64), principal-component initialisation
-   ``A = [I 0]``. A second variant starts there and trains A and gamma (only) with
-   the same loss and a fresh projection head for ``--surrogate-budget-seconds``
-   (30 s).
+2. *Surrogates.* One ``KernelBackbone`` per kernel on ``EmpiricalNTK(encoder.eval())``
+   (pseudo-NTK; ``--kernels``: ``unnormalized`` and/or ``normalized``, the cosine-
+   normalised ``Normalized(EmpiricalNTK(...))``), ``--num-landmarks`` (512)
+   landmarks selected by RPCholesky from the SSL training rows (un-augmented),
+   ``out_dim`` = the encoder's representation size (128 / 64). Its coordinates
+   ``backbone.features(x)`` are computed once and shared by the variants
+   (``--variants``):
+
+   - ``pc_init``: the principal-component initialisation (``build_surrogate(...,
+     fit="pc")``);
+   - ``ridge``: A and gamma fitted to the encoder's own embedding on the SSL
+     training rows by ridge regression on the coordinates, the penalty chosen by
+     generalised cross-validation (``build_surrogate``'s default ``fit="ridge"``,
+     Engel et al.'s kernel surrogate);
+   - ``audited`` and ``ridge_audited``: the KREPES audit, one damped Newton step on
+     the same loss from the PC initialisation (applied to the surrogate's
+     representation: the network's head expects the network's coordinates) and
+     from the ridge fit (through the network's own trained projection head, frozen,
+     in train mode as in SSL training: the ridge surrogate is in the encoder's
+     coordinates), over ``--audit-rows`` (1,024)
+     training rows with two seeded views each, damping chosen label-free by
+     ``select_damping`` (``--audit-candidates`` 4, CG capped at
+     ``--audit-cg-iterations`` 30);
+   - ``trained``: A and gamma trained from the PC initialisation with the same loss
+     and a fresh projection head for ``--surrogate-budget-seconds`` (30 s).
 
 3. *Evaluation.* Linear probes (``linear_probe``: standardisation + logistic
    regression) on the frozen representations of the network and of each surrogate,
@@ -40,25 +62,21 @@ float32, seeded):
    (10%) of the whole training split (6,000 Fashion-MNIST images, 3,256 Adult
    rows), and applied to the test split (10,000 images; 16,281 rows).
 
-**Measured**, per dataset x loss x surrogate variant: probe accuracy of the network
+**Measured**, per dataset x loss x kernel x variant: probe accuracy of the network
 and the surrogate; their gap ``network - surrogate`` in accuracy points; Kendall
 tau-b between the two probes' predicted probabilities of the true class over the
 test rows and the fraction of test rows on which the two probes predict the same
-class (``surrogate_fidelity``); and wall times: network training, landmark
-selection, Nyström build, representation extraction (network and surrogate),
-surrogate training.
+class (``surrogate_fidelity``); ``R2``, the coefficient of determination of the
+surrogate's representation against the encoder's on the test rows, directly
+(``r2_direct``: ``f(x)`` against ``encoder(x)``, meaningful for the ridge
+variants) and after the best linear map fitted on the labelled rows
+(``r2_linear``, comparable across variants); Kendall tau-b of the pairwise
+Euclidean distances of 400 test rows in the two representations
+(``distance_tau``); and wall times.
 
 **Targets.** The KREPES audit paper reports the surrogate within 1 point of the
 network and tau >= 0.78 (Adult, CIFAR-10, ...; BT/SimCLR/VICReg); this project aims
 for |gap| <= 0.5 points and tau >= 0.85. Every row prints PASS/MISS against both.
-
-With ``--normalized-kernel`` the surrogate's kernel is the cosine-normalised pNTK
-(``Normalized(EmpiricalNTK(...))``), which published comparisons find more faithful.
-With ``--audit`` a third variant is the KREPES audit proper: from the PC
-initialisation, one damped Newton step on the same loss applied to the
-surrogate's representation (no head), over ``--audit-rows`` (2,048) training rows
-with two seeded views each, damping chosen label-free by ``select_damping`` (6
-candidates, CG capped at 50 iterations).
 
 ``--quick`` shrinks everything (a 2,000-image subset, 5 s budgets, 256 landmarks,
 1,000-2,000 test rows); it checks that the script runs and is not a result.
@@ -68,6 +86,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -78,7 +97,6 @@ import torch
 from _common import REPO_ROOT, format_table, load_average, machine_info, write_json
 from _ssl_training import (
     LOSS_LABELS,
-    Cast,
     ImageViews,
     KernelBuild,
     Split,
@@ -102,12 +120,29 @@ from _ssl_training import (
 )
 from torch import Tensor, nn
 
-from lightly_krepes.audit import AuditObjective, apply_step, select_damping
+from lightly_krepes.audit import (
+    AuditObjective,
+    RidgeMoments,
+    apply_step,
+    select_damping,
+    set_linear,
+    solve_ridge,
+)
+from lightly_krepes.backbone import KernelBackbone
 from lightly_krepes.data import select_indices
 from lightly_krepes.evaluation import surrogate_fidelity
 
 DATASETS = ("fmnist", "adult")
 LOSSES = ("simclr", "vicreg", "barlowtwins")
+KERNELS = ("unnormalized", "normalized")
+VARIANTS = ("pc_init", "ridge", "audited", "ridge_audited", "trained")
+VARIANT_LABELS = {
+    "pc_init": "PC init",
+    "ridge": "ridge fit",
+    "audited": "PC + step",
+    "ridge_audited": "ridge + step",
+    "trained": "A trained",
+}
 PAPER_GAP, PAPER_TAU = 1.0, 0.78
 OUR_GAP, OUR_TAU = 0.5, 0.85
 
@@ -132,11 +167,13 @@ class Config:
     validation_size: int = 1_000
     kernel_dtype: str = "float32"
     rcond: float | None = None
-    normalized_kernel: bool = False
-    audit: bool = False
-    audit_rows: int = 2048
-    audit_candidates: int = 6
-    audit_cg_iterations: int = 50
+    kernels: tuple[str, ...] = ("unnormalized",)
+    variants: tuple[str, ...] = VARIANTS
+    audit_rows: int = 1024
+    audit_candidates: int = 4
+    audit_cg_iterations: int = 30
+    distance_rows: int = 400
+    encoder_dir: str | None = None
     fmnist_min_scale: float = 0.2
     scarf_corruption_rate: float = 0.6
     threads: int = 2
@@ -286,121 +323,159 @@ def fidelity_row(
     }
 
 
-def run_one(task: Task, loss_name: str, cfg: Config) -> dict[str, Any]:
-    """Trains a network with one loss, builds its surrogates and compares them."""
-    label = f"{task.name}/{loss_name}"
-    seed_everything(cfg.seed)
-    result: dict[str, Any] = {
-        "dataset": task.name,
-        "loss": loss_name,
-        "loss_label": LOSS_LABELS[loss_name],
+def r2_score(pred: Tensor, target: Tensor) -> float:
+    """``1 - RSS / TSS`` over all outputs (pooled), in float64."""
+    pred, target = pred.double(), target.double()
+    tss = float(((target - target.mean(0)) ** 2).sum())
+    return 1.0 - float(((pred - target) ** 2).sum()) / tss
+
+
+def representation_fidelity(
+    sur_lab: Tensor, sur_test: Tensor, net_lab: Tensor, net_test: Tensor, rows: int
+) -> dict[str, float]:
+    """R^2 of the surrogate's representation against the encoder's, and distance tau.
+
+    ``r2_direct`` compares ``f(x)`` with ``encoder(x)`` as they are; ``r2_linear``
+    first maps the surrogate's representation linearly onto the encoder's (least
+    squares with intercept on the labelled rows, scored on the test rows), so it
+    is comparable across variants whose coordinates differ (the PC
+    initialisation is not in the encoder's basis). ``distance_tau`` is Kendall's
+    tau-b between the pairwise Euclidean distances of the first ``rows`` test
+    rows in the two representations.
+    """
+    from scipy.spatial.distance import pdist
+    from scipy.stats import kendalltau
+
+    x = torch.cat([sur_lab.double(), torch.ones(len(sur_lab), 1).double()], 1)
+    coef = torch.linalg.lstsq(x, net_lab.double()).solution
+    mapped = torch.cat([sur_test.double(), torch.ones(len(sur_test), 1).double()], 1)
+    tau = kendalltau(
+        pdist(sur_test[:rows].double().numpy()), pdist(net_test[:rows].double().numpy())
+    )
+    return {
+        "r2_direct": r2_score(sur_test, net_test),
+        "r2_linear": r2_score(mapped @ coef, net_test),
+        "distance_tau": float(tau.statistic),
     }
+
+
+def encoder_path(cfg: Config, task: Task, loss_name: str) -> Path | None:
+    """Where a trained encoder with these settings is stored (None: not stored)."""
+    if cfg.encoder_dir is None:
+        return None
+    key = (
+        f"{task.name}_{loss_name}_seed{cfg.seed}_budget{cfg.budget_seconds:g}_"
+        f"{cfg.optimizer}_n{task.info['ssl_train_rows']}"
+    )
+    return Path(cfg.encoder_dir) / f"{key}.pt"
+
+
+def trained_network(
+    task: Task, loss_name: str, cfg: Config
+) -> tuple[SSLModel, dict[str, Any]]:
+    """Trains the network (or loads it from ``--encoder-dir``): encoder and head."""
+    path = encoder_path(cfg, task, loss_name)
 
     def make_network() -> SSLModel:
         torch.manual_seed(cfg.seed)
         head = make_head(loss_name, task.rep_dim)
         return SSLModel(task.make_encoder(), head)
 
-    loss_fn = make_loss(loss_name)
+    if path is not None and path.exists():
+        model = make_network()
+        model.load_state_dict(torch.load(path, weights_only=True))
+        summary = json.loads(path.with_suffix(".json").read_text())
+        summary["loaded_from"] = str(path)
+        model.backbone.eval()
+        return model, summary
+
     model, attempts = fit_ssl(
         make_network,
-        loss_fn,
+        make_loss(loss_name),
         task.make_views(),
         task.ssl_data,
         budget_seconds=cfg.budget_seconds,
         batch_size=cfg.batch_size,
         optimizer=cfg.optimizer,
         seed=cfg.seed,
-        desc=f"{label} network",
+        desc=f"{task.name}/{loss_name} network",
         validate=task.validate,
     )
-    result["network_training"] = summarize_attempts(attempts)
-    encoder = model.backbone.eval()
-    net = probe(encoder, task.labelled, task.test, cfg.seed)
-    if net.probabilities is None:
-        result["failed"] = "network training diverged (non-finite representations)"
-        return result
-
-    build = build_entk_backbone(
-        encoder,
-        task.pool,
-        cfg.num_landmarks,
-        task.rep_dim,
-        cfg.seed,
-        cfg.pool_size,
-        dtype=getattr(torch, cfg.kernel_dtype),
-        rcond=cfg.rcond,
-        normalized=cfg.normalized_kernel,
-    )
-    result["surrogate_build"] = build.describe()
-    pc = probe(build.model, task.labelled, task.test, cfg.seed, f"{label} PC")
-    audited = None
-    if cfg.audit:
-        audited, result["audit"] = audit_surrogate(build, task, loss_name, cfg)
-
-    def make_surrogate() -> SSLModel:
-        torch.manual_seed(cfg.seed + 1)
-        head = make_head(loss_name, build.out_dim)
-        return SSLModel(copy.deepcopy(build.model), head)
-
-    surrogate, sur_attempts = fit_ssl(
-        make_surrogate,
-        loss_fn,
-        task.make_views(),
-        task.ssl_data,
-        budget_seconds=cfg.surrogate_budget_seconds,
-        batch_size=cfg.batch_size,
-        optimizer=cfg.optimizer,
-        seed=cfg.seed + 1,
-        desc=f"{label} surrogate",
-        validate=task.validate,
-    )
-    result["surrogate_training"] = summarize_attempts(sur_attempts)
-    trained = probe(surrogate.backbone, task.labelled, task.test, cfg.seed, label)
-    result["probes"] = {
-        "network": net.describe(),
-        "surrogate_pc_init": pc.describe(),
-        "surrogate_trained": trained.describe(),
-    }
-    outcomes = [("pc_init", pc), ("trained", trained)]
-    if audited is not None:
-        aud = probe(audited, task.labelled, task.test, cfg.seed, f"{label} audited")
-        result["probes"]["surrogate_audited"] = aud.describe()
-        outcomes.append(("audited", aud))
-    labels = task.test.labels
-    result["fidelity"] = {
-        name: None
-        if outcome.probabilities is None
-        else fidelity_row(outcome.probabilities, net.probabilities, labels)
-        for name, outcome in outcomes
-    }
-    return result
+    summary = summarize_attempts(attempts)
+    model.backbone.eval()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), path)
+        path.with_suffix(".json").write_text(json.dumps(summary, default=str))
+    return model, summary
 
 
-def audit_surrogate(
-    build: KernelBuild, task: Task, loss_name: str, cfg: Config
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The KREPES audit: one damped Newton step from the PC initialisation.
+def coordinates(backbone: KernelBackbone, x: Tensor, batch_size: int = 512) -> Tensor:
+    """``backbone.features(x)`` in batches without gradients."""
+    dtype = backbone.landmarks.dtype
+    with torch.no_grad():
+        return torch.cat(
+            [
+                backbone.features(x[i : i + batch_size].to(dtype))
+                for i in range(0, len(x), batch_size)
+            ]
+        )
 
-    The SSL loss is applied to the surrogate's representation directly (no head:
-    the network's trained head expects the network's coordinates), over
-    ``cfg.audit_rows`` seeded training rows in batches of ``cfg.batch_size``, two
-    seeded views each; the damping is chosen label-free by
-    :func:`~lightly_krepes.audit.select_damping` on ``cfg.audit_candidates``
-    candidates, CG capped at ``cfg.audit_cg_iterations`` iterations.
-    """
+
+def outputs_of(backbone: KernelBackbone, coords: Tensor) -> Tensor:
+    """The representation from precomputed coordinates, as float32."""
+    with torch.no_grad():
+        return backbone.forward_features(coords).float()
+
+
+def ridge_surrogate(
+    build: KernelBuild, pool_coords: Tensor, targets: Tensor
+) -> tuple[KernelBackbone, dict[str, Any]]:
+    """``build_surrogate``'s ``fit="ridge"`` on precomputed pool coordinates."""
     t0 = time.perf_counter()
+    backbone = copy.deepcopy(build.backbone)
+    moments = RidgeMoments.from_data(pool_coords, targets)
+    fit = solve_ridge(moments)
+    set_linear(backbone, fit)
+    info = {
+        "penalty": fit.penalty,
+        "gcv": fit.gcv,
+        "train_r2": fit.r2,
+        "degrees_of_freedom": fit.degrees_of_freedom,
+        "rows": moments.num_samples,
+        "seconds": time.perf_counter() - t0,
+    }
+    return backbone, info
+
+
+def audit_views(task: Task, cfg: Config) -> list[tuple[Tensor, Tensor]]:
+    """``cfg.audit_rows`` seeded training rows in loss batches, two views each."""
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     rows = torch.randperm(len(task.ssl_data), generator=gen)[: cfg.audit_rows]
     views = task.make_views()
     torch.manual_seed(cfg.seed + 2)
-    dtype = build.dtype
-    view_batches = [
-        tuple(v.to(dtype) for v in views(task.ssl_data[idx]))
-        for idx in rows.split(cfg.batch_size)
-    ]
-    objective = AuditObjective(
-        build.backbone, make_loss(loss_name), view_batches, progress=False
+    return [views(task.ssl_data[idx]) for idx in rows.split(cfg.batch_size)]
+
+
+def audit_from(
+    backbone: KernelBackbone,
+    view_coords: list[tuple[Tensor, ...]],
+    loss_name: str,
+    cfg: Config,
+    head: nn.Module | None = None,
+) -> tuple[KernelBackbone, dict[str, Any]]:
+    """The KREPES audit: one damped Newton step from the backbone's A and gamma.
+
+    The SSL loss is applied to ``head`` of the surrogate's representation (for
+    the ridge start the network's own trained head, frozen; for the PC start
+    none: the head expects the network's coordinates), over the cached
+    coordinates of the audit views; the damping is chosen label-free by
+    :func:`~lightly_krepes.audit.select_damping` on ``cfg.audit_candidates``
+    candidates, CG capped at ``cfg.audit_cg_iterations`` iterations.
+    """
+    t0 = time.perf_counter()
+    objective = AuditObjective.from_features(
+        backbone, make_loss(loss_name), view_coords, head=head
     )
     selection = select_damping(
         objective,
@@ -408,11 +483,12 @@ def audit_surrogate(
         max_iter=cfg.audit_cg_iterations,
         progress=False,
     )
-    audited = apply_step(build.backbone, selection.step)
+    audited = apply_step(backbone, selection.step)
     step = selection.step
-    alpha0 = build.backbone.representer_weights.detach()
+    alpha0 = backbone.representer_weights.detach()
     info = {
-        "rows": len(rows),
+        "rows": objective.num_samples,
+        "head": None if head is None else type(head).__name__,
         "damping": selection.damping,
         "fallback": selection.fallback,
         "curvature_scale": selection.curvature_scale,
@@ -433,8 +509,165 @@ def audit_surrogate(
         ],
         "seconds": time.perf_counter() - t0,
     }
-    model: nn.Module = audited if dtype == torch.float32 else Cast(audited, dtype)
-    return model, info
+    return audited, info
+
+
+def trained_surrogate(
+    build: KernelBuild, task: Task, loss_name: str, cfg: Config
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A and gamma trained from the PC initialisation with the loss and a fresh head."""
+
+    def make_surrogate() -> SSLModel:
+        torch.manual_seed(cfg.seed + 1)
+        head = make_head(loss_name, build.out_dim)
+        return SSLModel(copy.deepcopy(build.model), head)
+
+    surrogate, attempts = fit_ssl(
+        make_surrogate,
+        make_loss(loss_name),
+        task.make_views(),
+        task.ssl_data,
+        budget_seconds=cfg.surrogate_budget_seconds,
+        batch_size=cfg.batch_size,
+        optimizer=cfg.optimizer,
+        seed=cfg.seed + 1,
+        desc=f"{task.name}/{loss_name} surrogate",
+        validate=task.validate,
+    )
+    return surrogate.backbone, summarize_attempts(attempts)
+
+
+def run_kernel(
+    task: Task,
+    loss_name: str,
+    kernel_name: str,
+    network: SSLModel,
+    net: dict[str, Any],
+    cfg: Config,
+) -> dict[str, Any]:
+    """Builds one kernel's surrogate variants and compares them with the network."""
+    encoder = network.backbone
+    label = f"{task.name}/{loss_name}/{kernel_name}"
+    result: dict[str, Any] = {"kernel": kernel_name}
+    build = build_entk_backbone(
+        encoder,
+        task.pool,
+        cfg.num_landmarks,
+        task.rep_dim,
+        cfg.seed,
+        cfg.pool_size,
+        dtype=getattr(torch, cfg.kernel_dtype),
+        rcond=cfg.rcond,
+        normalized=kernel_name == "normalized",
+    )
+    result["surrogate_build"] = build.describe()
+    t0 = time.perf_counter()
+    lab_coords = coordinates(build.backbone, task.labelled.inputs)
+    test_coords = coordinates(build.backbone, task.test.inputs)
+    result["coordinate_seconds"] = time.perf_counter() - t0
+    models: dict[str, tuple[KernelBackbone | nn.Module, bool]] = {}
+    want = set(cfg.variants)
+    if want & {"pc_init", "audited", "trained"}:
+        models["pc_init"] = (build.backbone, True)
+    if want & {"ridge", "ridge_audited"}:
+        t0 = time.perf_counter()
+        pool_coords = coordinates(build.backbone, task.pool)
+        with torch.no_grad():
+            targets = torch.cat(
+                [encoder(task.pool[i : i + 512]) for i in range(0, len(task.pool), 512)]
+            )
+        coord_seconds = time.perf_counter() - t0
+        ridge_backbone, info = ridge_surrogate(build, pool_coords, targets)
+        info["coordinate_seconds"] = coord_seconds
+        models["ridge"] = (ridge_backbone, True)
+        result["ridge_fit"] = info
+        print(
+            f"  {label}: ridge penalty {info['penalty']:.3g}, train R2 "
+            f"{info['train_r2']:.4f}",
+            flush=True,
+        )
+    if want & {"audited", "ridge_audited"}:
+        t0 = time.perf_counter()
+        view_coords = [
+            tuple(coordinates(build.backbone, v) for v in views)
+            for views in audit_views(task, cfg)
+        ]
+        result["audit_coordinate_seconds"] = time.perf_counter() - t0
+        for name, start in (("audited", "pc_init"), ("ridge_audited", "ridge")):
+            if name in want:
+                start_backbone = models[start][0]
+                assert isinstance(start_backbone, KernelBackbone)
+                # The ridge surrogate lives in the encoder's coordinates, so the
+                # network's trained head applies to it (train mode, batch
+                # statistics, as in SSL training); the PC basis has no head.
+                head = network.head.train() if start == "ridge" else None
+                audited, result[f"audit_{name}"] = audit_from(
+                    start_backbone, view_coords, loss_name, cfg, head
+                )
+                models[name] = (audited, True)
+    if "trained" in want:
+        trained, result["surrogate_training"] = trained_surrogate(
+            build, task, loss_name, cfg
+        )
+        models["trained"] = (trained, False)
+    result["probes"], result["fidelity"], result["representation"] = {}, {}, {}
+    for name in VARIANTS:
+        if name not in want or name not in models:
+            continue
+        model, from_coords = models[name]
+        if from_coords:
+            assert isinstance(model, KernelBackbone)
+            sur_lab = outputs_of(model, lab_coords)
+            sur_test = outputs_of(model, test_coords)
+        else:
+            with torch.no_grad():
+                sur_lab = model(task.labelled.inputs.to(build.dtype)).float()
+                sur_test = model(task.test.inputs.to(build.dtype)).float()
+        outcome = probe(
+            None,
+            Split(sur_lab, task.labelled.labels),
+            Split(sur_test, task.test.labels),
+            cfg.seed,
+        )
+        result["probes"][name] = outcome.describe()
+        if outcome.probabilities is None:
+            result["fidelity"][name] = None
+            continue
+        result["fidelity"][name] = fidelity_row(
+            outcome.probabilities, net["probabilities"], task.test.labels
+        )
+        result["representation"][name] = representation_fidelity(
+            sur_lab, sur_test, net["labelled"], net["test"], cfg.distance_rows
+        )
+    return result
+
+
+def run_one(task: Task, loss_name: str, cfg: Config) -> dict[str, Any]:
+    """Trains (or loads) a network with one loss, then every kernel's surrogates."""
+    seed_everything(cfg.seed)
+    result: dict[str, Any] = {
+        "dataset": task.name,
+        "loss": loss_name,
+        "loss_label": LOSS_LABELS[loss_name],
+    }
+    network, result["network_training"] = trained_network(task, loss_name, cfg)
+    encoder = network.backbone
+    net = probe(encoder, task.labelled, task.test, cfg.seed)
+    if net.probabilities is None:
+        result["failed"] = "network training diverged (non-finite representations)"
+        return result
+    with torch.no_grad():
+        net_reps = {
+            "labelled": encoder(task.labelled.inputs).flatten(1),
+            "test": encoder(task.test.inputs).flatten(1),
+            "probabilities": net.probabilities,
+        }
+    result["network_probe"] = net.describe()
+    result["kernels"] = [
+        run_kernel(task, loss_name, kernel, network, net_reps, cfg)
+        for kernel in cfg.kernels
+    ]
+    return result
 
 
 def verdict(ok: bool) -> str:
@@ -453,36 +686,42 @@ def print_tables(runs: list[dict[str, Any]]) -> None:
     for r in runs:
         opt = r["network_training"]["optimizer"]
         if "failed" in r:
-            rows.append([r["dataset"], r["loss"], opt, r["failed"], *[""] * 7])
+            rows.append([r["dataset"], r["loss"], "", opt, r["failed"], *[""] * 10])
             continue
-        sur_opt = r["surrogate_training"]["optimizer"]
-        variants = [("pc_init", "PC init"), ("trained", f"A ({sur_opt})")]
-        if "audited" in r["fidelity"]:
-            variants.append(("audited", "audited"))
-        for variant, name in variants:
-            f = r["fidelity"][variant]
-            if f is None:
-                rows.append([r["dataset"], r["loss"], opt, name, "diverged", *[""] * 6])
-                continue
-            rows.append(
-                [
-                    r["dataset"],
-                    r["loss"],
-                    opt,
-                    name,
-                    pct(f["network_accuracy"]),
-                    pct(f["surrogate_accuracy"]),
-                    round(f["gap_points"], 2),
-                    round(f["kendall_tau"], 3),
-                    round(f["agreement"], 3),
-                    verdict(bool(f["paper_target_met"])),
-                    verdict(bool(f["our_target_met"])),
-                ]
-            )
+        for k in r["kernels"]:
+            for variant, f in k["fidelity"].items():
+                name = VARIANT_LABELS[variant]
+                if f is None:
+                    rows.append(
+                        [r["dataset"], r["loss"], k["kernel"], opt, name, "diverged"]
+                        + [""] * 9
+                    )
+                    continue
+                rep = k["representation"][variant]
+                rows.append(
+                    [
+                        r["dataset"],
+                        r["loss"],
+                        k["kernel"],
+                        opt,
+                        name,
+                        pct(f["network_accuracy"]),
+                        pct(f["surrogate_accuracy"]),
+                        round(f["gap_points"], 2),
+                        round(f["kendall_tau"], 3),
+                        round(f["agreement"], 3),
+                        round(rep["r2_direct"], 4),
+                        round(rep["r2_linear"], 4),
+                        round(rep["distance_tau"], 3),
+                        verdict(bool(f["paper_target_met"])),
+                        verdict(bool(f["our_target_met"])),
+                    ]
+                )
     print("\nSurrogate fidelity (linear probes on the test split; gap = net - sur)")
     headers = [
         "dataset",
         "loss",
+        "kernel",
         "net opt",
         "surrogate",
         "net acc %",
@@ -490,46 +729,54 @@ def print_tables(runs: list[dict[str, Any]]) -> None:
         "gap pts",
         "tau",
         "agree",
+        "R2",
+        "R2 lin",
+        "dist tau",
         "paper |gap|<1,tau>=.78",
         "ours |gap|<=.5,tau>=.85",
     ]
     print(format_table(headers, rows))
     rows = []
     for r in runs:
-        t = r["network_training"]
         if "failed" in r:
             continue
-        b, p, st = r["surrogate_build"], r["probes"], r["surrogate_training"]
-        rows.append(
-            [
-                r["dataset"],
-                r["loss"],
-                t["steps"],
-                round(t["epochs"], 2),
-                round(t["seconds"], 1),
-                round(b["selection_seconds"], 1),
-                round(b["nystrom_seconds"], 1),
-                f"{b['nystrom_rank']}/{b['out_dim']}",
-                round(p["network"]["feature_seconds"], 1),
-                round(p["surrogate_pc_init"]["feature_seconds"], 1),
-                st["steps"],
-                round(st["seconds"], 1),
+        t = r["network_training"]
+        for k in r["kernels"]:
+            b = k["surrogate_build"]
+            ridge = k.get("ridge_fit", {})
+            audits = [
+                round(k[key]["seconds"], 1)
+                for key in ("audit_audited", "audit_ridge_audited")
+                if key in k
             ]
-        )
-    print("\nWall times (s) and training progress")
+            rows.append(
+                [
+                    r["dataset"],
+                    r["loss"],
+                    k["kernel"],
+                    round(t["seconds"], 1),
+                    round(b["selection_seconds"], 1),
+                    round(b["nystrom_seconds"], 1),
+                    f"{b['nystrom_rank']}/{b['out_dim']}",
+                    round(k["coordinate_seconds"], 1),
+                    round(ridge.get("coordinate_seconds", 0.0), 1),
+                    round(ridge.get("seconds", 0.0), 2),
+                    "/".join(str(a) for a in audits),
+                ]
+            )
+    print("\nWall times (s)")
     headers = [
         "dataset",
         "loss",
-        "net steps",
-        "epochs",
+        "kernel",
         "net train",
         "landmarks",
         "nystrom",
         "rank/dim",
-        "net feats",
-        "sur feats",
-        "sur steps",
-        "sur train",
+        "probe coords",
+        "pool coords",
+        "ridge solve",
+        "audits PC/ridge",
     ]
     print(format_table(headers, rows))
 
@@ -566,12 +813,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
     add("--kernel-dtype", choices=("float32", "float64"), default="float32")
     add("--rcond", type=float, default=None, help="Nystrom cut-off (package default)")
     add(
-        "--normalized-kernel",
-        action="store_true",
-        help="cosine-normalised pNTK (Normalized(EmpiricalNTK(...)))",
+        "--kernels",
+        default="unnormalized",
+        help="subset of unnormalized,normalized (cosine-normalised pNTK)",
     )
-    add("--audit", action="store_true", help="add the audited surrogate (Newton step)")
-    add("--audit-rows", type=int, default=2048, help="training rows of the audit")
+    add("--variants", default=",".join(VARIANTS), help=f"subset of {VARIANTS}")
+    add("--audit-rows", type=int, default=1024, help="training rows of the audit")
+    add("--audit-candidates", type=int, default=4, help="dampings tried")
+    add("--audit-cg-iterations", type=int, default=30, help="CG cap per damping")
+    add("--encoder-dir", default=None, help="store and reuse trained encoders here")
     add("--threads", type=int, default=2)
     add("--seed", type=int, default=0)
     add("--data-root", default=None, help="data root (default: ../shared/data)")
@@ -583,6 +833,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         parser.error(f"--datasets must be a subset of {DATASETS}, got {datasets}")
     if not losses or not set(losses) <= set(LOSSES):
         parser.error(f"--losses must be a subset of {LOSSES}, got {losses}")
+    kernels = tuple(s for s in args.kernels.split(",") if s)
+    variants = tuple(s for s in args.variants.split(",") if s)
+    if not kernels or not set(kernels) <= set(KERNELS):
+        parser.error(f"--kernels must be a subset of {KERNELS}, got {kernels}")
+    if not variants or not set(variants) <= set(VARIANTS):
+        parser.error(f"--variants must be a subset of {VARIANTS}, got {variants}")
     cfg = Config(
         datasets=datasets,
         losses=losses,
@@ -599,9 +855,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         validation_size=args.validation_size,
         kernel_dtype=args.kernel_dtype,
         rcond=args.rcond,
-        normalized_kernel=args.normalized_kernel,
-        audit=args.audit,
+        kernels=kernels,
+        variants=variants,
         audit_rows=args.audit_rows,
+        audit_candidates=args.audit_candidates,
+        audit_cg_iterations=args.audit_cg_iterations,
+        encoder_dir=args.encoder_dir,
         threads=args.threads,
         seed=args.seed,
         data_root=args.data_root,
@@ -633,14 +892,21 @@ def main(argv: list[str] | None = None) -> int:
         for loss_name in cfg.losses:
             r = run_one(task, loss_name, cfg)
             runs.append(r)
-            f = (r.get("fidelity") or {}).get("pc_init")
-            summary = r.get("failed") or (
-                "surrogate diverged"
-                if f is None
-                else f"network {pct(f['network_accuracy'])}%, PC surrogate "
-                f"{pct(f['surrogate_accuracy'])}%, tau {f['kendall_tau']:.3f}"
-            )
-            print(f"  {dataset}/{loss_name}: {summary}", flush=True)
+            if "failed" in r:
+                print(f"  {dataset}/{loss_name}: {r['failed']}", flush=True)
+                continue
+            for k in r["kernels"]:
+                summary = ", ".join(
+                    f"{name} "
+                    + (
+                        "diverged"
+                        if f is None
+                        else f"{pct(f['surrogate_accuracy'])}% tau "
+                        f"{f['kendall_tau']:.3f}"
+                    )
+                    for name, f in k["fidelity"].items()
+                )
+                print(f"  {dataset}/{loss_name}/{k['kernel']}: {summary}", flush=True)
     print_tables(runs)
     machine["load_average_at_end"] = load_average()
     payload = {

@@ -1,38 +1,82 @@
 """Pictures of representer landmarks and the audit's scores (matplotlib, PNG).
 
-Figures are drawn with the Agg backend (no display needed) and written as PNG.
-The newer functions build a :class:`matplotlib.figure.Figure` without pyplot (so
-no figure is left open in pyplot's registry), save it when given a path and
-return it.
+Every function builds a :class:`matplotlib.figure.Figure` without pyplot (no
+figure is left open in pyplot's registry, and importing this module does not
+change matplotlib's backend), saves it as PNG when given a path and returns it.
 
 - [0] KREPES, 2025, arXiv 2509.24467
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: figures are written to files only
-
-import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from lightly_krepes.attribution.expansion import LandmarkExpansion, as_expansion
 from lightly_krepes.attribution.feature_alignment import FeatureAlignmentGap
+from lightly_krepes.attribution.targets import TargetSpec
+from lightly_krepes.backbone import KernelBackbone
+
+Denormalize: TypeAlias = (
+    tuple[Sequence[float], Sequence[float]] | Callable[[Tensor], Tensor] | None
+)
+"""How to undo an input normalisation before drawing: ``(mean, std)`` per channel
+(``x * std + mean``, e.g. torchvision's ``Normalize`` arguments), a function of one
+image tensor, or None to stretch each image to its own min-max range."""
+
+PROPONENTS_CAPTION = (
+    "Scores k(l, x) <w_l, v(x)> are landmark l's exact share of x's "
+    "representation along v(x) (default: its own direction); they add up to "
+    "|f(x) - f_0|. Proponents (green, > 0) build it; opponents (red, < 0) pull "
+    "it the other way, cancelling part of what the proponents build."
+)
 
 
-def _as_image(x: Tensor) -> Any:
+def _as_image(x: Tensor, denormalize: Denormalize = None) -> Any:
     """A (C, H, W) or (H, W) tensor as an (H, W[, 3]) array for ``imshow``."""
-    x = x.detach().float().cpu()
+    x = x.detach().double().cpu()
+    if denormalize is None:
+        low, high = x.min(), x.max()
+        x = (x - low) / (high - low).clamp_min(1e-12)
+    elif callable(denormalize):
+        x = denormalize(x).detach().double().cpu().clamp(0.0, 1.0)
+    else:
+        mean, std = (torch.as_tensor(v, dtype=torch.float64) for v in denormalize)
+        if x.dim() == 3:
+            mean, std = mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
+        else:
+            mean, std = mean.reshape(-1)[0], std.reshape(-1)[0]
+        x = (x * std + mean).clamp(0.0, 1.0)
     if x.dim() == 3:
         x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)
-    low, high = x.min(), x.max()
-    return ((x - low) / (high - low).clamp_min(1e-12)).numpy()
+    return x.float().numpy()
+
+
+def _check_denormalize(denormalize: Denormalize) -> None:
+    if denormalize is None or callable(denormalize):
+        return
+    if not isinstance(denormalize, tuple | list) or len(denormalize) != 2:
+        raise TypeError(
+            "denormalize must be None, a function of an image tensor, or a pair "
+            "(mean, std) of per-channel sequences (torchvision Normalize's "
+            f"arguments), got {denormalize!r}."
+        )
+    mean, std = (torch.as_tensor(v, dtype=torch.float64) for v in denormalize)
+    if mean.numel() != std.numel() or mean.numel() == 0:
+        raise ValueError(
+            f"denormalize's mean and std must have the same, nonzero length, got "
+            f"{mean.numel()} and {std.numel()}."
+        )
+
+
+def _show(ax: Any, image: Tensor, denormalize: Denormalize) -> None:
+    ax.imshow(_as_image(image, denormalize), cmap="gray", vmin=0.0, vmax=1.0)
 
 
 def plot_representer_landmarks(
@@ -40,95 +84,135 @@ def plot_representer_landmarks(
     landmark_images: Tensor,
     top_indices: Tensor,
     top_scores: Tensor,
-    path: str | Path,
+    path: str | Path | None = None,
+    *,
     titles: Sequence[str] | None = None,
     landmark_titles: Sequence[str] | None = None,
-) -> Path:
-    """Saves a grid: each row a query image beside its top representer landmarks.
+    denormalize: Denormalize = None,
+    caption: str | None = None,
+    dpi: int = 110,
+) -> Figure:
+    """A grid: each row a query image beside its top representer landmarks.
+
+    Use :func:`top_representer_landmarks` for the indices and scores.
 
     Args:
         images: Tensor of shape (B, C, H, W) or (B, H, W), the query images.
         landmark_images: Tensor of shape (m, C, H, W) or (m, H, W).
         top_indices: Long tensor of shape (B, k), landmark indices per query.
-        top_scores: Tensor of shape (B, k), the scores shown under the landmarks.
-        path: Output PNG path; parent folders are created.
+        top_scores: Tensor of shape (B, k), the scores shown over the landmarks.
+        path: Output PNG path (parent folders are created); None saves nothing.
         titles: Optional B titles of the queries (e.g. their labels).
         landmark_titles: Optional m titles of the landmarks (e.g. their labels).
+        denormalize: How to undo the input normalisation (see
+            :data:`Denormalize`); None stretches each image to its range.
+        caption: Text under the grid; None explains the default scores.
+        dpi: Resolution of the PNG.
 
     Returns:
-        The path written.
+        The figure: B rows of ``k + 1`` axes.
+
+    Raises:
+        ValueError: If the shapes do not match or a title list has the wrong
+            length.
 
     References:
         - [0] KREPES, 2025, arXiv 2509.24467
+
+    Examples:
+        >>> images, landmarks = torch.rand(2, 8, 8), torch.rand(6, 8, 8)
+        >>> indices, scores = torch.tensor([[0, 1], [2, 3]]), torch.rand(2, 2)
+        >>> fig = plot_representer_landmarks(images, landmarks, indices, scores)
+        >>> len(fig.axes)
+        6
     """
-    if top_indices.shape != top_scores.shape or top_indices.shape[0] != len(images):
+    if (
+        top_indices.dim() != 2
+        or top_indices.shape != top_scores.shape
+        or top_indices.shape[0] != len(images)
+    ):
         raise ValueError(
             f"top_indices {tuple(top_indices.shape)} and top_scores "
             f"{tuple(top_scores.shape)} must both have shape (B, k) with B = "
             f"{len(images)} query images."
         )
     rows, k = top_indices.shape
+    if rows == 0 or k == 0:
+        raise ValueError("Nothing to draw: pass at least one query and one landmark.")
+    _check_titles(titles, rows, "titles")
+    _check_titles(landmark_titles, len(landmark_images), "landmark_titles")
+    _check_denormalize(denormalize)
     top_scores = top_scores.detach().cpu()
-    fig, axes = plt.subplots(
-        rows, k + 1, figsize=(1.6 * (k + 1), 1.75 * rows), squeeze=False
-    )
+    fig = Figure(figsize=(1.6 * (k + 1), 1.75 * rows + 0.6))
+    axes = fig.subplots(rows, k + 1, squeeze=False)
     for row in range(rows):
-        axes[row, 0].imshow(_as_image(images[row]), cmap="gray")
+        _show(axes[row, 0], images[row], denormalize)
         axes[row, 0].set_title(titles[row] if titles else "query", fontsize=8)
         for col in range(k):
             j = int(top_indices[row, col])
             ax = axes[row, col + 1]
-            ax.imshow(_as_image(landmark_images[j]), cmap="gray")
-            label = f"{landmark_titles[j]} " if landmark_titles else ""
-            ax.set_title(f"{label}{float(top_scores[row, col]):.2g}", fontsize=8)
+            _show(ax, landmark_images[j], denormalize)
+            label = f"{landmark_titles[j]}: " if landmark_titles else ""
+            ax.set_title(f"{label}{float(top_scores[row, col]):+.2g}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("query | top representer landmarks (score)", fontsize=9)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    _caption(fig, PROPONENTS_CAPTION if caption is None else caption)
+    _save(fig, path, dpi)
+    return fig
 
 
 def top_representer_landmarks(
-    contributions: Tensor, k: int, score: str = "projection"
+    source: KernelBackbone | LandmarkExpansion,
+    x: Tensor,
+    k: int = 5,
+    target: TargetSpec = None,
+    *,
+    proponents: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Top-k landmarks of each query by a scalar score of ``c_j(x)``.
+    """Top-k landmarks of each query by the expansion's signed scores.
 
-    Scores of the contributions ``c_j(x) = alpha_j k(l_j, x)``:
-
-    - ``"projection"``: ``<c_j(x), u(x)>`` with ``u(x)`` the unit vector of
-      ``sum_j c_j(x) = f(x) - gamma``; the scores sum to ``|f(x) - gamma|``, so
-      they say how much of the representation each landmark builds (negative:
-      landmarks that pull against it).
-    - ``"norm"``: ``|c_j(x)|``, the size of the term whatever its direction.
+    The scores ``(k(l_j, x) - mu_j) <w_j, v(x)>`` (default target: "what builds
+    x", scores adding up to ``|g(x) - f_0|``) of a
+    :class:`~lightly_krepes.attribution.LandmarkExpansion`; a backbone is wrapped
+    with the expansion's defaults.
 
     Args:
-        contributions: Tensor of shape (B, m, h) from
-            :meth:`~lightly_krepes.KernelBackbone.contributions`.
+        source: A LandmarkExpansion or a backbone.
+        x: Tensor of shape (B, ...), the queries.
         k: Number of landmarks per query.
-        score: ``"projection"`` or ``"norm"``.
+        target: Target of the scores (None: what builds x).
+        proponents: Highest scores (True) or lowest, most negative (False).
 
     Returns:
-        Indices (B, k) and scores (B, k), largest first.
+        Indices (B, k) and scores (B, k), from the highest (lowest) score.
+
+    References:
+        - [0] KREPES, 2025, arXiv 2509.24467
+
+    Examples:
+        >>> from lightly_krepes import RBF, KernelBackbone
+        >>> backbone = KernelBackbone(RBF(2.0), torch.randn(16, 3), out_dim=4)
+        >>> indices, scores = top_representer_landmarks(backbone, torch.randn(2, 3), 3)
+        >>> indices.shape
+        torch.Size([2, 3])
     """
-    if not 1 <= k <= contributions.shape[1]:
-        raise ValueError(
-            f"k must lie between 1 and the number of landmarks "
-            f"({contributions.shape[1]}), got {k}."
-        )
-    if score == "projection":
-        direction = torch.nn.functional.normalize(contributions.sum(1), dim=1)
-        scores = torch.einsum("bmh,bh->bm", contributions, direction)
-    elif score == "norm":
-        scores = torch.linalg.vector_norm(contributions, dim=2)
-    else:
-        raise ValueError(f"score must be 'projection' or 'norm', got {score!r}.")
-    values, indices = scores.topk(k, dim=1)
-    return indices, values
+    expansion = as_expansion(source)
+    with torch.no_grad():
+        top = expansion.top(x, k, target, proponents=proponents)
+    return top.indices, top.influence_scores
+
+
+def _caption(fig: Figure, text: str) -> None:
+    """Wraps ``text`` under the axes and makes room for it."""
+    if not text:
+        fig.tight_layout()
+        return
+    width = max(40, int(fig.get_figwidth() * 15))
+    lines = textwrap.wrap(text, width=width)
+    fig.tight_layout(rect=(0.0, 0.03 + 0.12 * len(lines) / fig.get_figheight(), 1, 1))
+    fig.text(0.5, 0.01, "\n".join(lines), ha="center", va="bottom", fontsize=7)
 
 
 def _save(fig: Figure, path: str | Path | None, dpi: int) -> None:
@@ -163,6 +247,8 @@ def plot_proponents_opponents(
     *,
     titles: Sequence[str] | None = None,
     landmark_titles: Sequence[str] | None = None,
+    denormalize: Denormalize = None,
+    caption: str | None = None,
     dpi: int = 110,
 ) -> Figure:
     """Each test image beside its top-k proponent and top-k opponent landmarks.
@@ -172,9 +258,11 @@ def plot_proponents_opponents(
     lowest (opponents, most negative first, titles in red), each titled with its
     score. With ``scores`` from
     :meth:`~lightly_krepes.attribution.RepresenterInfluence.influence`
-    (``k=None``), the score of landmark ``j`` is its exact term
-    ``k(l_j, x) <w_j, v>`` of the scalarised representation: proponents build it,
-    opponents pull against it. When ``2 k > m`` the two groups overlap.
+    (``k=None``, default target), the score of landmark ``j`` is its exact share
+    of x's representation along its own direction: proponents build it,
+    opponents pull it the other way (they cancel part of what the proponents
+    build). The caption says so under the figure. When ``2 k > m`` the two groups
+    overlap.
 
     Args:
         images: Tensor of shape (B, C, H, W) or (B, H, W), the test images.
@@ -187,6 +275,10 @@ def plot_proponents_opponents(
         titles: Optional B titles of the test images (e.g. their labels).
         landmark_titles: Optional m titles of the landmarks, shown before the
             scores (e.g. their labels).
+        denormalize: How to undo the input normalisation (see
+            :data:`Denormalize`); None stretches each image to its range.
+        caption: Text under the figure; None explains proponents and opponents
+            of the default scores (pass your own for other targets, "" for none).
         dpi: Resolution of the PNG.
 
     Returns:
@@ -217,6 +309,7 @@ def plot_proponents_opponents(
     k = _check_k(k, m)
     _check_titles(titles, rows, "titles")
     _check_titles(landmark_titles, m, "landmark_titles")
+    _check_denormalize(denormalize)
     scores = scores.detach().double().cpu()
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("scores contain NaN or infinite values.")
@@ -227,14 +320,14 @@ def plot_proponents_opponents(
     axes = fig.subplots(rows, 2 * k + 1, squeeze=False)
     for row in range(rows):
         ax = axes[row, 0]
-        ax.imshow(_as_image(images[row]), cmap="gray")
+        _show(ax, images[row], denormalize)
         ax.set_title(titles[row] if titles else f"test {row}", fontsize=8)
         groups = ((high_idx, high, "tab:green"), (low_idx, low, "tab:red"))
         for group, (indices, values, color) in enumerate(groups):
             for col in range(k):
                 j = int(indices[row, col])
                 ax = axes[row, 1 + group * k + col]
-                ax.imshow(_as_image(landmark_images[j]), cmap="gray")
+                _show(ax, landmark_images[j], denormalize)
                 label = f"{landmark_titles[j]}: " if landmark_titles else ""
                 ax.set_title(
                     f"{label}{float(values[row, col]):+.2g}", fontsize=8, color=color
@@ -246,7 +339,7 @@ def plot_proponents_opponents(
         f"test image | top-{k} proponents (green) | top-{k} opponents (red)",
         fontsize=9,
     )
-    fig.tight_layout()
+    _caption(fig, PROPONENTS_CAPTION if caption is None else caption)
     _save(fig, path, dpi)
     return fig
 
@@ -281,13 +374,14 @@ def plot_concept_influence(
     ``landmark_labels`` the right panel shows, per landmark class, the sum of its
     landmarks' scores averaged over samples (the classes' net push along the
     concept; over all classes it adds up to the concept coordinate
-    ``E_x <f(x) - b, v_c>``).
+    ``E_x <g(x) - f_0, v_c>`` of the explained expansion).
 
     Args:
         scores: Mapping concept name -> Tensor of shape (B, m) (or (m,) for one
-            sample), e.g. concept-conditioned influence scores
-            ``IS(l, x; v_c) = k(l, x) <Delta alpha_l, v_c>`` from
-            :func:`~lightly_krepes.attribution.concept_influence` for samples of
+            sample), e.g. the step's concept scores
+            ``step.scores(x, Direction(cav))`` (``k(l, x) <Delta alpha_l, v_c>``
+            relative to the reference row) or
+            :func:`~lightly_krepes.attribution.concept_influence`, for samples of
             that concept.
         landmark_labels: Optional m labels of the landmarks (ints or strings).
         path: Output PNG path (parent folders are created); None saves nothing.

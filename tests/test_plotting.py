@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,8 +11,8 @@ from matplotlib.figure import Figure
 
 from lightly_krepes.attribution import (
     FeatureAlignmentGap,
+    LandmarkExpansion,
     RepresenterInfluence,
-    Similarity,
     concept_influence,
     feature_alignment_gap,
 )
@@ -35,57 +38,84 @@ def _backbone() -> KernelBackbone:
     return backbone
 
 
+class TestImport:
+    def test_import__does_not_change_the_backend(self) -> None:
+        code = (
+            "import matplotlib; matplotlib.use('svg'); "
+            "import lightly_krepes, lightly_krepes.plotting; "
+            "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()"
+        )
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        env.pop("MPLBACKEND", None)
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+
+
 class TestTopRepresenterLandmarks:
-    def test_top_representer_landmarks__projection_scores_sum_to_norm(self) -> None:
+    def test_top_representer_landmarks__default_scores_of_the_expansion(self) -> None:
         backbone = _backbone()
         x = torch.randn(5, 1, 4, 4).double()
-        contributions = backbone.contributions(x)
-        _, scores = top_representer_landmarks(contributions, k=12)
-        expected = (backbone(x) - backbone.linear.bias).norm(dim=1)
-        torch.testing.assert_close(scores.sum(1), expected)
-
-    def test_top_representer_landmarks__norm_scores_are_sorted(self) -> None:
-        contributions = _backbone().contributions(torch.randn(4, 1, 4, 4).double())
-        indices, scores = top_representer_landmarks(contributions, k=4, score="norm")
-        assert indices.shape == scores.shape == (4, 4)
-        assert torch.all(scores[:, :-1] >= scores[:, 1:])
+        expansion = LandmarkExpansion(backbone)
+        indices, scores = top_representer_landmarks(expansion, x, k=12)
+        expected = expansion.scores(x).sort(dim=1, descending=True)
+        torch.testing.assert_close(scores, expected.values)
         torch.testing.assert_close(
-            scores[:, 0], contributions.norm(dim=2).max(dim=1).values
+            expansion.scores(x).gather(1, indices), expected.values
         )
+        torch.testing.assert_close(
+            scores.sum(1), (expansion.outputs(x) - expansion.offset).norm(dim=1)
+        )
+        low, _ = top_representer_landmarks(backbone, x, k=2, proponents=False)
+        assert torch.equal(low[:, 0], expansion.scores(x).argmin(1))
 
     def test_top_representer_landmarks__rejects_bad_arguments(self) -> None:
-        contributions = torch.zeros(2, 3, 4)
+        backbone = _backbone()
+        x = torch.randn(2, 1, 4, 4).double()
         with pytest.raises(ValueError, match="between 1 and the number of landmarks"):
-            top_representer_landmarks(contributions, k=4)
-        with pytest.raises(ValueError, match="score"):
-            top_representer_landmarks(contributions, k=2, score="max")
+            top_representer_landmarks(backbone, x, k=13)
+        with pytest.raises(TypeError, match="Unknown target"):
+            top_representer_landmarks(backbone, x, k=2, target="max")
+
+
+def _titles(fig: Figure) -> list[str]:
+    return [ax.get_title() for ax in fig.axes]
+
+
+def _caption(fig: Figure) -> str:
+    title = fig.get_suptitle()
+    return " ".join(t.get_text() for t in fig.texts if t.get_text() != title)
 
 
 class TestPlotRepresenterLandmarks:
-    def test_plot_representer_landmarks__writes_png(self, tmp_path: Path) -> None:
-        backbone = _backbone()
-        queries = torch.randn(3, 1, 4, 4).double()
-        indices, scores = top_representer_landmarks(backbone.contributions(queries), 2)
-        path = plot_representer_landmarks(
-            queries, backbone.landmarks, indices, scores, tmp_path / "fig" / "a.png"
-        )
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-    def test_plot_representer_landmarks__rejects_mismatched_shapes(
+    def test_plot_representer_landmarks__returns_figure_and_writes_png(
         self, tmp_path: Path
     ) -> None:
+        backbone = _backbone()
+        queries = torch.randn(3, 1, 4, 4).double()
+        indices, scores = top_representer_landmarks(backbone, queries, 2)
+        path = tmp_path / "fig" / "a.png"
+        fig = plot_representer_landmarks(
+            queries, backbone.landmarks, indices, scores, path
+        )
+        assert isinstance(fig, Figure)
+        assert len(fig.axes) == 3 * 3
+        assert path.read_bytes()[:8] == PNG
+        assert "opponents" in _caption(fig)
+        no_caption = plot_representer_landmarks(
+            queries, backbone.landmarks, indices, scores, caption=""
+        )
+        assert _caption(no_caption) == ""
+
+    def test_plot_representer_landmarks__rejects_mismatched_shapes(self) -> None:
         with pytest.raises(ValueError, match="must both have shape"):
             plot_representer_landmarks(
                 torch.zeros(2, 4, 4),
                 torch.zeros(5, 4, 4),
                 torch.zeros(3, 2, dtype=torch.long),
                 torch.zeros(3, 2),
-                tmp_path / "a.png",
             )
-
-
-def _titles(fig: Figure) -> list[str]:
-    return [ax.get_title() for ax in fig.axes]
 
 
 class TestPlotProponentsOpponents:
@@ -94,9 +124,8 @@ class TestPlotProponentsOpponents:
     ) -> None:
         backbone = _backbone()
         queries = torch.randn(3, 1, 4, 4).double()
-        scores = RepresenterInfluence(backbone).influence(
-            queries, target=Similarity(backbone(queries).detach())
-        )
+        scores = RepresenterInfluence(backbone).influence(queries)
+        assert isinstance(scores, torch.Tensor)
         path = tmp_path / "fig" / "po.png"
         fig = plot_proponents_opponents(
             queries, backbone.landmarks, scores, k=2, path=path
@@ -111,6 +140,21 @@ class TestPlotProponentsOpponents:
             low = scores[row].topk(2, largest=False).values
             expected = [f"{float(v):+.2g}" for v in (*high, *low)]
             assert shown == expected
+
+    def test_plot_proponents_opponents__caption_explains_opponents(self) -> None:
+        fig = plot_proponents_opponents(
+            torch.rand(1, 4, 4), torch.rand(4, 4, 4), torch.randn(1, 4), k=1
+        )
+        caption = _caption(fig)
+        assert "opponents (red, < 0) pull" in caption.replace("\n", " ")
+        custom = plot_proponents_opponents(
+            torch.rand(1, 4, 4),
+            torch.rand(4, 4, 4),
+            torch.randn(1, 4),
+            k=1,
+            caption="concept influence",
+        )
+        assert _caption(custom) == "concept influence"
 
     def test_plot_proponents_opponents__orders_and_labels(self) -> None:
         scores = torch.tensor([[0.5, -2.0, 3.0, -0.1]])
@@ -132,6 +176,43 @@ class TestPlotProponentsOpponents:
         assert len(fig.axes) == 2 * 7
         assert fig.axes[1].get_images()[0].get_array().shape == (5, 5, 3)
 
+    def test_plot_proponents_opponents__denormalize_restores_pixels(self) -> None:
+        mean, std = (0.5, 0.2, 0.1), (0.25, 0.5, 0.1)
+        pixels = torch.rand(1, 3, 4, 4).double()
+        normalized = (pixels - torch.tensor(mean).reshape(1, 3, 1, 1)) / torch.tensor(
+            std
+        ).reshape(1, 3, 1, 1)
+        for denormalize in (
+            (mean, std),
+            lambda image: (
+                image * torch.tensor(std).reshape(3, 1, 1)
+                + torch.tensor(mean).reshape(3, 1, 1)
+            ),
+        ):
+            fig = plot_proponents_opponents(
+                normalized,
+                normalized.expand(2, -1, -1, -1),
+                torch.tensor([[1.0, -1.0]]),
+                k=1,
+                denormalize=denormalize,
+            )
+            shown = fig.axes[0].get_images()[0].get_array()
+            torch.testing.assert_close(
+                torch.as_tensor(shown).double(),
+                pixels[0].permute(1, 2, 0),
+                rtol=1e-6,
+                atol=1e-6,
+            )
+        # Without it each image is stretched to its own range.
+        fig = plot_proponents_opponents(
+            normalized,
+            normalized.expand(2, -1, -1, -1),
+            torch.tensor([[1.0, -1.0]]),
+            k=1,
+        )
+        stretched = torch.as_tensor(fig.axes[0].get_images()[0].get_array())
+        assert float(stretched.min()) == 0.0 and float(stretched.max()) == 1.0
+
     def test_plot_proponents_opponents__rejects_bad_input(self) -> None:
         images, landmarks = torch.rand(2, 4, 4), torch.rand(5, 4, 4)
         with pytest.raises(ValueError, match=r"scores must have shape \(B, m\)"):
@@ -149,6 +230,18 @@ class TestPlotProponentsOpponents:
         with pytest.raises(ValueError, match="NaN or infinite"):
             plot_proponents_opponents(
                 images, landmarks, torch.full((2, 5), float("nan")), k=1
+            )
+        with pytest.raises(TypeError, match="denormalize"):
+            plot_proponents_opponents(
+                images,
+                landmarks,
+                torch.zeros(2, 5),
+                k=1,
+                denormalize=(0.5,),  # type: ignore[arg-type]
+            )
+        with pytest.raises(ValueError, match="same, nonzero length"):
+            plot_proponents_opponents(
+                images, landmarks, torch.zeros(2, 5), k=1, denormalize=([0.5], [])
             )
 
 

@@ -114,7 +114,7 @@ model.to(device)
 print(
     f"KernelBackbone: {backbone.nystrom.num_landmarks} landmarks, Nyström rank "
     f"{backbone.nystrom.rank}, out_dim {backbone.out_dim}, "
-    f"feature_scale {float(backbone.feature_scale):.3g}"
+    f"preconditioner ridge {float(backbone.ridge):.3g}"
 )
 
 # Barlow Twins uses BYOL augmentations; Gaussian blur is off for 32x32 images.

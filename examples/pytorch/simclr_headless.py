@@ -110,7 +110,7 @@ model.to(device)
 print(
     f"KernelBackbone: {backbone.nystrom.num_landmarks} landmarks, Nyström rank "
     f"{backbone.nystrom.rank}, out_dim {backbone.out_dim}, "
-    f"feature_scale {float(backbone.feature_scale):.3g}"
+    f"preconditioner ridge {float(backbone.ridge):.3g}"
 )
 
 transform = SimCLRTransform(input_size=32, normalize=CIFAR10_NORMALIZE)

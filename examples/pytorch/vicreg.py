@@ -111,18 +111,11 @@ landmark_data = normalize(images).to(device)
 # Lightly:  resnet = torchvision.models.resnet18()
 #           backbone = nn.Sequential(*list(resnet.children())[:-1])
 # KREPES:   a kernel machine on the eNTK of a frozen network (here an untrained one)
-#           feature_scale: the default 1 / sqrt(mean k(l, l)) gives |c phi(x)| ~ 1,
-#           and then VICReg's BatchNorm head diverges at lr 0.06: at the
-#           principal-component initialisation the output's effective rank
-#           (participation ratio) is ~3, against ~44 for a ResNet-18. A scale of
-#           0.05 keeps the head's first BatchNorm near its epsilon, which damps the
-#           first steps (see the README).
 backbone = KernelBackbone.from_data(
     EmpiricalNTK(SmallCNN().to(device).eval()),
     landmark_data,
     num_landmarks=args.num_landmarks,
     out_dim=args.out_dim,
-    feature_scale=0.05,
 )
 model = VICReg(backbone, input_dim=backbone.out_dim)  # Lightly: input_dim=512
 
@@ -130,7 +123,7 @@ model.to(device)
 print(
     f"KernelBackbone: {backbone.nystrom.num_landmarks} landmarks, Nyström rank "
     f"{backbone.nystrom.rank}, out_dim {backbone.out_dim}, "
-    f"feature_scale {float(backbone.feature_scale):.3g}"
+    f"preconditioner ridge {float(backbone.ridge):.3g}"
 )
 
 transform = VICRegTransform(input_size=32, normalize=CIFAR10_NORMALIZE)

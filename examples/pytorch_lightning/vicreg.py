@@ -80,14 +80,6 @@ class SmallCNN(nn.Sequential):
         )
 
 
-# The default scale 1 / sqrt(mean k(l, l)) gives |c phi(x)| ~ 1, and then VICReg's
-# BatchNorm head diverges at lr 0.06: the kernel backbone's output at the
-# principal-component initialisation has an effective rank (participation ratio)
-# of ~3, against ~44 for a ResNet-18. A scale of 0.05 keeps the first BatchNorm of
-# the head close to its epsilon, which damps the first steps (see the README).
-FEATURE_SCALE = 0.05
-
-
 class VICReg(pl.LightningModule):
     def __init__(self, landmark_data: Tensor, num_landmarks: int, out_dim: int) -> None:
         super().__init__()
@@ -99,7 +91,6 @@ class VICReg(pl.LightningModule):
             landmark_data,
             num_landmarks=num_landmarks,
             out_dim=out_dim,
-            feature_scale=FEATURE_SCALE,
         )
         self.projection_head = VICRegProjectionHead(
             input_dim=self.backbone.out_dim,  # Lightly: 512

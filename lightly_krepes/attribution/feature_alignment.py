@@ -7,16 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from lightly_krepes._validation import check_samples
-from lightly_krepes.attribution._common import (
-    DEFAULT_BATCH_SIZE,
-    check_backbone,
-)
-from lightly_krepes.attribution.scores import sample_specific_influence
+from lightly_krepes.attribution._checks import check_count, check_positive_int
+from lightly_krepes.attribution.expansion import LandmarkExpansion, as_expansion
+from lightly_krepes.attribution.targets import TargetSpec
 from lightly_krepes.backbone import KernelBackbone
 
 Feature = int | slice | Sequence[int]
@@ -152,47 +151,51 @@ def _weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
 
 
 def feature_alignment_gap(
-    backbone: KernelBackbone,
+    source: KernelBackbone | LandmarkExpansion,
     x: Tensor,
     feature: Feature,
     value_range: float | None = None,
     *,
+    target: TargetSpec = None,
+    score: Literal["signed", "sample_specific"] = "signed",
     weights: Tensor | None = None,
     top_k: int = 10,
     num_random: int = 10,
     seed: int = 0,
-    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> FeatureAlignmentGap:
     """Feature Alignment Gap ``AG = E_x[Psi(x; v) - Psi_random(x; v)]``.
 
-    With ``IS(l, x)`` the sample-specific influence
-    (:func:`~lightly_krepes.attribution.sample_specific_influence`) and ``v`` the
-    feature consistency (:func:`feature_consistency`):
+    With ``s(l, x)`` a landmark score and ``v`` the feature consistency
+    (:func:`feature_consistency`):
 
-    - ``Psi(x; v)``: the IS-weighted mean of ``v(x, l)`` over the ``top_k``
-      landmarks of x by IS.
-    - ``Psi_random(x; v)``: the same IS-weighted mean over ``top_k`` landmarks
-      drawn uniformly without replacement, averaged over ``num_random`` seeded
-      draws. Using the same estimator (IS weights) on both sides means the gap
-      measures only *which* landmarks are influential.
+    - ``Psi(x; v)``: the ``|s|``-weighted mean of ``v(x, l)`` over the ``top_k``
+      landmarks of x (the highest scores);
+    - ``Psi_random(x; v)``: the same weighted mean over ``top_k`` landmarks drawn
+      uniformly without replacement, averaged over ``num_random`` seeded draws.
+      The same estimator on both sides means the gap measures only *which*
+      landmarks are influential.
 
-    A set whose IS weights sum to zero falls back to the unweighted mean.
-    ``AG >> 0`` means the learned geometry amplifies the feature: the landmarks
-    that build x's representation share x's value of it.
-
-    The paper's audit uses ``weights = Delta alpha`` (the Gauss-Newton step);
-    None uses ``alpha`` (``backbone.representer_weights``).
+    ``score="signed"`` (default) uses the expansion's scores specific to x,
+    ``(k(l, x) - mu_l) <w_l, v(x)>`` for ``target`` (None: what builds x); the
+    top landmarks are x's proponents. ``score="sample_specific"`` uses the
+    paper's ``IS(l, x) = |k(l, x)| |w_l|``. A set whose weights sum to zero falls
+    back to the unweighted mean. ``AG >> 0`` means the learned geometry amplifies
+    the feature: the landmarks that build x's representation share x's value of
+    it. The paper's audit explains the step: pass ``weights = Delta alpha`` (with
+    a backbone) or its LandmarkExpansion.
 
     Args:
-        backbone: A kernel backbone with tabular landmarks (m, d).
+        source: A LandmarkExpansion, or a backbone (wrapped with the defaults),
+            with tabular landmarks (m, d).
         x: Tensor of shape (B, d).
         feature: Column index, or slice/list of the columns of one one-hot group.
         value_range: The feature's range R (see :func:`feature_consistency`).
-        weights: Reference weights (m, h) of the IS scores; None for ``alpha``.
+        target: Target of the signed scores.
+        score: ``"signed"`` or ``"sample_specific"``.
+        weights: With a backbone only: weights (m, h), e.g. ``Delta alpha``.
         top_k: Number of landmarks per sample, ``1 <= top_k <= m``.
         num_random: Number of random draws (>= 1).
         seed: Seed of the random draws.
-        batch_size: Inputs per kernel evaluation.
 
     Returns:
         A :class:`FeatureAlignmentGap`.
@@ -209,37 +212,44 @@ def feature_alignment_gap(
         >>> result.per_sample.shape
         torch.Size([8])
     """
-    check_backbone(backbone)
-    landmarks = backbone.landmarks
+    expansion = as_expansion(source, weights)
+    landmarks = expansion.landmarks
     if landmarks.dim() != 2:
         raise ValueError(
             f"feature_alignment_gap needs tabular landmarks of shape (m, d), got "
             f"{tuple(landmarks.shape)}."
         )
     m = landmarks.shape[0]
-    if isinstance(top_k, bool) or int(top_k) != top_k or not 1 <= top_k <= m:
-        raise ValueError(
-            f"top_k must be an integer between 1 and the number of landmarks ({m}), "
-            f"got {top_k}."
-        )
-    if isinstance(num_random, bool) or int(num_random) != num_random or num_random < 1:
-        raise ValueError(f"num_random must be a positive integer, got {num_random}.")
-    influence = sample_specific_influence(backbone, x, weights, batch_size)
+    top_k = check_count(top_k, m, "top_k")
+    num_random = check_positive_int(num_random, "num_random")
+    with torch.no_grad():
+        rows = expansion.rows(x)
+        if score == "signed":
+            scores = expansion.scores(target=target, rows=rows)
+        elif score == "sample_specific":
+            scores = expansion.sample_specific_influence(rows=rows)
+        else:
+            raise ValueError(
+                f"score must be 'signed' or 'sample_specific', got {score!r}."
+            )
     consistency = feature_consistency(x, landmarks, feature, value_range)
+    magnitude = scores.abs()
 
-    top_scores, top_indices = influence.topk(int(top_k), dim=1)
-    psi = _weighted_mean(consistency.gather(1, top_indices), top_scores)
+    top_indices = scores.topk(top_k, dim=1).indices
+    psi = _weighted_mean(
+        consistency.gather(1, top_indices), magnitude.gather(1, top_indices)
+    )
 
     generator = torch.Generator().manual_seed(int(seed))
     batch = x.shape[0]
     psi_random = torch.zeros_like(psi)
-    for _ in range(int(num_random)):
+    for _ in range(num_random):
         draws = torch.rand(batch, m, generator=generator).argsort(dim=1)[:, :top_k]
         draws = draws.to(x.device)
         psi_random += _weighted_mean(
-            consistency.gather(1, draws), influence.gather(1, draws)
+            consistency.gather(1, draws), magnitude.gather(1, draws)
         )
-    psi_random /= int(num_random)
+    psi_random /= num_random
     per_sample = psi - psi_random
     return FeatureAlignmentGap(
         gap=float(per_sample.mean()),

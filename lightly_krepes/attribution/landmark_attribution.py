@@ -13,14 +13,9 @@ import torch
 from captum.attr import Attribution
 from torch import Tensor
 
-from lightly_krepes.attribution._common import (
-    TargetSpec,
-    check_backbone,
-    kernel_rows,
-    landmark_coefficients,
-    target_vectors,
-)
+from lightly_krepes.attribution.expansion import LandmarkExpansion, as_expansion
 from lightly_krepes.attribution.landmark_mask import LandmarkMask
+from lightly_krepes.attribution.targets import TargetSpec, as_target
 from lightly_krepes.backbone import KernelBackbone
 
 
@@ -41,40 +36,36 @@ def _single_input(inputs: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, bool]:
 class LandmarkAttribution(Attribution):  # type: ignore[misc]
     """Attributes a scalarised representation to the landmarks, exactly.
 
-    For ``s(x) = <f(x), v>`` (``v`` chosen by ``target``, see
-    :class:`~lightly_krepes.attribution.RepresenterInfluence`) the attribution of
-    landmark ``j`` is its term of the kernel expansion,
+    For ``s(x) = <g(x), v(x)>`` (``v`` chosen by ``target``; None is "what builds
+    x", see :class:`~lightly_krepes.attribution.RepresenterInfluence`) the
+    attribution of landmark ``j`` is its term of the explained expansion,
 
-        attr_j(x) = k(l_j, x) <w_j, v>,    sum_j attr_j(x) + <b, v> = s(x),
+        attr_j(x) = (k(l_j, x) - mu_j) <w_j, v(x)>,   sum_j attr_j + <f_0, v> = s(x),
 
     which is what IntegratedGradients, FeatureAblation and ShapleyValueSampling
-    return on a :class:`LandmarkMask` (computed here in closed form, no sampling).
-    With the default weights ``w = alpha`` and bias ``b = gamma`` they complete the
-    backbone's output; pass ``weights=delta_alpha`` (the audit step) to attribute
-    the change it makes (then ``b = 0`` unless a bias is given).
+    return on a :class:`LandmarkMask` with the same target (computed here in closed
+    form, no sampling). Attributions live on landmarks, not on input features, so
+    their shape is (B, m) whatever the input shape; they are "mask gradient times
+    mask" at ``mask = 1`` against the empty expansion ``mask = 0``, hence
+    :attr:`multiplies_by_inputs` is True. :meth:`attribute` re-enables gradients
+    (Captum's metrics call it under ``torch.no_grad()``), so the attributions are
+    differentiable in inputs that require grad.
 
-    Attributions live on landmarks, not on input features, so their shape is
-    (B, m) whatever the input shape; they play the role of "gradient times input"
-    for the mask at ``mask = 1`` against the empty expansion ``mask = 0``, hence
-    :attr:`multiplies_by_inputs` is True. No gradients are needed, so
-    :meth:`attribute` runs under ``torch.no_grad()`` (as Captum's metrics call it);
-    with gradients enabled the result is differentiable in the inputs.
-
-    Use with Captum's metrics: ``sensitivity_max(explainer.attribute, x,
-    target=...)`` measures how the landmark attributions move under input noise.
-    ``infidelity`` needs inputs shaped like the attributions, so evaluate it on the
-    mask: ``infidelity(explainer.mask_model, perturb, torch.ones(B, m),
-    explainer.attribute(x, target=t), additional_forward_args=(x,), target=t)``
-    (zero for these exact attributions).
+    Use with Captum's metrics: ``sensitivity_max(explainer.attribute, x)``
+    measures how the landmark attributions move under input noise.
+    ``infidelity`` needs inputs shaped like the attributions, so evaluate it on
+    the mask: ``infidelity(LandmarkMask(expansion, target=t), perturb,
+    torch.ones(B, m), explainer.attribute(x, target=t),
+    additional_forward_args=(x,))`` (zero for these exact attributions).
 
     Args:
-        backbone: The kernel backbone.
-        weights: Reference weights (m, h); None uses ``alpha``
-            (``backbone.representer_weights``).
-        bias: Offset (h,); None uses gamma with the default weights, zeros otherwise.
+        source: A KernelBackbone (wrapped with the expansion's defaults) or a
+            LandmarkExpansion.
+        weights: With a backbone only: weights (m, h), e.g. ``Delta alpha``.
 
     Attributes:
         forward_func: The backbone (the model explained).
+        expansion: The LandmarkExpansion.
         mask_model: The matching :class:`LandmarkMask` (all h outputs).
 
     References:
@@ -83,27 +74,24 @@ class LandmarkAttribution(Attribution):  # type: ignore[misc]
 
     Examples:
         >>> from lightly_krepes import RBF, KernelBackbone
-        >>> backbone = KernelBackbone(RBF(2.0), torch.randn(16, 3), out_dim=4)
-        >>> explainer = LandmarkAttribution(backbone)
-        >>> x = torch.randn(5, 3)
-        >>> attributions, delta = explainer.attribute(
-        ...     x, target=0, return_convergence_delta=True
-        ... )
-        >>> attributions.shape, bool(delta.abs().max() < 1e-4)
+        >>> backbone = KernelBackbone(RBF(2.0), torch.randn(16, 3).double(), out_dim=4)
+        >>> raw = LandmarkExpansion(backbone, regularize=False)
+        >>> explainer = LandmarkAttribution(raw)
+        >>> x = torch.randn(5, 3).double()
+        >>> attributions, delta = explainer.attribute(x, return_convergence_delta=True)
+        >>> attributions.shape, bool(delta.abs().max() < 1e-8)
         (torch.Size([5, 16]), True)
     """
 
     def __init__(
         self,
-        backbone: KernelBackbone,
+        source: KernelBackbone | LandmarkExpansion,
         weights: Tensor | None = None,
-        bias: Tensor | None = None,
     ) -> None:
-        check_backbone(backbone)
-        super().__init__(backbone)
-        self.backbone = backbone
-        self.mask_model = LandmarkMask(backbone, weights, bias)
-        self._own_expansion = weights is None and bias is None
+        self.expansion = as_expansion(source, weights)
+        super().__init__(self.expansion.backbone)
+        self.backbone = self.expansion.backbone
+        self.mask_model = LandmarkMask(self.expansion)
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -120,7 +108,6 @@ class LandmarkAttribution(Attribution):  # type: ignore[misc]
         inputs: Tensor,
         target: TargetSpec = ...,
         return_convergence_delta: Literal[False] = ...,
-        batch_size: int = ...,
     ) -> Tensor: ...
 
     @overload
@@ -129,7 +116,6 @@ class LandmarkAttribution(Attribution):  # type: ignore[misc]
         inputs: tuple[Tensor, ...],
         target: TargetSpec = ...,
         return_convergence_delta: Literal[False] = ...,
-        batch_size: int = ...,
     ) -> tuple[Tensor, ...]: ...
 
     @overload
@@ -139,7 +125,6 @@ class LandmarkAttribution(Attribution):  # type: ignore[misc]
         target: TargetSpec = ...,
         *,
         return_convergence_delta: Literal[True],
-        batch_size: int = ...,
     ) -> tuple[Tensor, Tensor]: ...
 
     @overload
@@ -149,36 +134,30 @@ class LandmarkAttribution(Attribution):  # type: ignore[misc]
         target: TargetSpec = ...,
         *,
         return_convergence_delta: Literal[True],
-        batch_size: int = ...,
     ) -> tuple[tuple[Tensor, ...], Tensor]: ...
 
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
-        target: TargetSpec = 0,
+        target: TargetSpec = None,
         return_convergence_delta: bool = False,
-        batch_size: int = 512,
     ) -> Tensor | tuple[Tensor, ...] | tuple[Tensor | tuple[Tensor, ...], Tensor]:
-        """Landmark attributions ``k(l_j, x) <w_j, v>``.
+        """Landmark attributions ``(k(l_j, x) - mu_j) <w_j, v(x)>``.
 
         Args:
             inputs: Tensor of shape (B, ...) or a tuple ``(x,)`` of one.
-            target: Scalarisation: an int dimension, per-sample ints (list or
-                integer tensor of shape (B,)), a Direction (or floating tensor of
-                shape (h,)) or a Similarity.
+            target: None ("what builds x"), an int dimension, per-sample ints
+                (list or integer tensor of shape (B,)), a Direction (or floating
+                tensor of shape (h,)), a Similarity or any Target.
             return_convergence_delta: Also return :meth:`compute_convergence_delta`.
-            batch_size: Inputs per kernel evaluation; results do not depend on it.
 
         Returns:
             Attributions of shape (B, m), a tuple of one such tensor for tuple
             inputs; with ``return_convergence_delta`` also the (B,) deltas.
         """
         x, is_tuple = _single_input(inputs)
-        rows = kernel_rows(self.backbone, x, batch_size)
-        vectors = target_vectors(
-            target, self.backbone.out_dim, x.shape[0], rows.dtype, rows.device
-        )
-        attributions = rows * landmark_coefficients(self.mask_model.weights, vectors)
+        with torch.enable_grad():
+            attributions = self.expansion.scores(x, target)
         result: Tensor | tuple[Tensor, ...] = (
             (attributions,) if is_tuple else attributions
         )
@@ -191,14 +170,16 @@ class LandmarkAttribution(Attribution):  # type: ignore[misc]
         self,
         attributions: Tensor | tuple[Tensor, ...],
         inputs: Tensor | tuple[Tensor, ...],
-        target: TargetSpec = 0,
+        target: TargetSpec = None,
     ) -> Tensor:
-        """Completeness gap ``sum_j attr_j + <b, v> - s(x)`` per sample (about 0).
+        """Completeness gap ``sum_j attr_j + <f_0, v> - <f(x), v>`` per sample.
 
-        ``s(x) = <f(x), v>`` is the model's output: with the default weights and
-        bias, the backbone's forward pass (Nyström map and linear layer, a
-        different computation than the expansion); otherwise the
-        :class:`LandmarkMask` at ``mask = 1``.
+        ``f`` is the model (:meth:`LandmarkExpansion.model_outputs`: the
+        backbone's forward pass for its own weights, a different computation
+        than the expansion). The gap is round-off (about 1e-6 in float32) for the
+        raw weights; for ridge-refit weights it is the part of ``s(x)`` the
+        explained expansion misses, small when :attr:`LandmarkExpansion.refit`
+        reports a high fidelity.
 
         Args:
             attributions: Tensor (B, m) or a tuple of one, e.g. from
@@ -211,20 +192,18 @@ class LandmarkAttribution(Attribution):  # type: ignore[misc]
         """
         attr, _ = _single_input(attributions)
         x, _ = _single_input(inputs)
-        m = self.mask_model.num_landmarks
+        m = self.expansion.num_landmarks
         if attr.dim() != 2 or attr.shape != (x.shape[0], m):
             raise ValueError(
                 f"attributions must have shape (B, m) = ({x.shape[0]}, {m}) for "
                 f"{x.shape[0]} inputs, got {tuple(attr.shape)}."
             )
         with torch.no_grad():
-            if self._own_expansion:
-                outputs = self.backbone(x)
-            else:
-                outputs = self.mask_model(torch.ones_like(attr), x)
-        vectors = target_vectors(
-            target, self.backbone.out_dim, x.shape[0], outputs.dtype, outputs.device
-        )
-        scalar = (outputs * vectors).sum(1)
-        offset = (self.mask_model.bias[None] * vectors).sum(1)
-        return attr.sum(1) + offset - scalar
+            expansion = self.expansion
+            outputs = expansion.outputs(x)
+            vectors = as_target(target).vectors(outputs, expansion.offset)
+            model = expansion.model_outputs(x)
+        scalar = (model * vectors).sum(1)
+        offset = (expansion.offset[None] * vectors).sum(1)
+        gap: Tensor = attr.sum(1) + offset - scalar
+        return gap

@@ -7,54 +7,50 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from lightly_krepes._validation import check_finite, check_floating
-from lightly_krepes.attribution._common import (
-    TargetSpec,
-    backbone_bias,
-    check_backbone,
-    check_inputs,
-    check_weights,
-    reference_weights,
-    target_vectors,
-)
+from lightly_krepes.attribution.expansion import LandmarkExpansion, as_expansion
+from lightly_krepes.attribution.targets import Target, TargetSpec, as_target
 from lightly_krepes.backbone import KernelBackbone
 
 
 class LandmarkMask(nn.Module):
-    """``g(mask; x) = sum_j mask_j w_j k(l_j, x) + b``: the expansion with gates.
+    """``g(mask; x) = sum_j mask_j c_j(x) + f_0``: the explained expansion with gates.
 
-    At ``mask = 1`` this is the representation ``f(x)`` (with the default weights
-    ``w = alpha`` and bias ``b = gamma``); at ``mask = 0`` only the bias is left. The
-    model is linear in ``mask`` with gradient ``w_j k(l_j, x)``, so every Captum
-    attribution method run on ``mask`` with baseline 0 and ``additional_forward_args
-    =(x,)`` returns exactly the contributions ``c_j(x) = w_j k(l_j, x)`` of the
-    selected output: IntegratedGradients (the path integral of a constant),
-    FeatureAblation (removing landmark j changes the output by ``c_j``),
-    ShapleyValueSampling (every marginal contribution is ``c_j``), and
+    ``c_j(x) = w_j (k(l_j, x) - mu_j)`` are the terms of a
+    :class:`~lightly_krepes.attribution.LandmarkExpansion` and ``f_0`` its offset:
+    at ``mask = 1`` the output is the explained representation ``g(x)``, at
+    ``mask = 0`` only ``f_0`` is left. The model is linear in ``mask`` with
+    gradient ``c_j(x)``, so every Captum attribution method run on ``mask`` with
+    baseline 0 and ``additional_forward_args=(x,)`` returns exactly the terms
+    ``c_j(x)`` of the selected output: IntegratedGradients (the path integral of
+    a constant), FeatureAblation (removing landmark j changes the output by
+    ``c_j``), ShapleyValueSampling (every marginal contribution is ``c_j``), and
     ``captum.metrics.infidelity`` of those attributions is zero.
 
     Args:
-        backbone: The kernel backbone.
-        weights: Reference weights (m, h); None uses ``alpha`` (the backbone's
-            ``representer_weights``, read at each call). Pass the audit step
-            ``Delta alpha`` to explain the change of representation it makes.
-        bias: Offset ``b`` of shape (h,); None uses the backbone's gamma when
-            ``weights`` is None and zeros otherwise (an expansion with other
-            weights, such as ``Delta alpha``, has no offset unless given one).
+        source: A KernelBackbone (wrapped with the expansion's defaults) or a
+            LandmarkExpansion.
+        weights: With a backbone only: weights (m, h) to explain, e.g. the audit
+            step ``Delta alpha``.
         target: None makes :meth:`forward` return all h outputs (select one with
-            Captum's ``target=dim``). A shared scalarisation (int, Direction or
-            Similarity, see :class:`RepresenterInfluence`) makes it return the
-            scalar ``<g, v>`` of shape (B,) instead (then use Captum's
-            ``target=None``).
+            Captum's ``target=dim``). A target (an int, a Direction, a
+            Similarity, ``OwnDirection()``, ...) makes it return the scalar
+            ``<g(mask; x), v(x)>`` of shape (B,) (then use Captum's
+            ``target=None``); ``v(x)`` is evaluated at ``mask = 1``, so the model
+            stays linear in the mask and the attributions are the scores
+            ``s_v(l_j, x)``.
+
+    Attributes:
+        expansion: The LandmarkExpansion.
 
     References:
         - [0] KREPES, 2025, arXiv 2509.24467
         - [1] Kokhlikyan et al., 2020, Captum, arXiv 2009.07896
 
     Examples:
+        >>> import torch
         >>> from captum.attr import IntegratedGradients
         >>> from lightly_krepes import RBF, KernelBackbone
         >>> backbone = KernelBackbone(
@@ -66,53 +62,40 @@ class LandmarkMask(nn.Module):
         >>> attributions = IntegratedGradients(mask_model).attribute(
         ...     mask, baselines=0.0, additional_forward_args=(x,), target=2
         ... )
-        >>> torch.allclose(attributions, backbone.contributions(x)[:, :, 2])
+        >>> terms = mask_model.expansion.contributions(x)[:, :, 2]
+        >>> torch.allclose(attributions, terms)
         True
     """
 
     def __init__(
         self,
-        backbone: KernelBackbone,
+        source: KernelBackbone | LandmarkExpansion,
         weights: Tensor | None = None,
-        bias: Tensor | None = None,
-        target: TargetSpec | None = None,
+        target: TargetSpec = None,
     ) -> None:
         super().__init__()
-        self.backbone = check_backbone(backbone)
-        self._weights = check_weights(self.backbone, weights)
-        self._bias: Tensor | None = None
-        if bias is not None:
-            check_floating(bias, "bias")
-            if bias.shape != (self.backbone.out_dim,):
-                raise ValueError(
-                    f"bias must have shape (h,) = ({self.backbone.out_dim},), got "
-                    f"{tuple(bias.shape)}."
-                )
-            check_finite(bias, "bias")
-            self._bias = bias.detach().to(self.backbone.landmarks)
-        elif self._weights is not None:
-            self._bias = torch.zeros_like(self._weights[0])
-        self._vector: Tensor | None = None
-        if target is not None:
-            landmarks = self.backbone.landmarks
-            self._vector = target_vectors(
-                target, self.backbone.out_dim, None, landmarks.dtype, landmarks.device
-            )[0]
+        self.expansion = as_expansion(source, weights)
+        self._target: Target | None = None if target is None else as_target(target)
+
+    @property
+    def backbone(self) -> KernelBackbone:
+        """The backbone."""
+        return self.expansion.backbone
 
     @property
     def num_landmarks(self) -> int:
         """Number of landmarks m (the mask's width)."""
-        return int(self.backbone.landmarks.shape[0])
+        return self.expansion.num_landmarks
 
     @property
     def weights(self) -> Tensor:
-        """The reference weights in use, shape (m, h)."""
-        return reference_weights(self.backbone, self._weights)
+        """The weights explained, shape (m, h)."""
+        return self.expansion.weights
 
     @property
-    def bias(self) -> Tensor:
-        """The offset ``b`` in use, shape (h,)."""
-        return backbone_bias(self.backbone) if self._bias is None else self._bias
+    def offset(self) -> Tensor:
+        """The output at ``mask = 0``, ``f_0``, shape (h,)."""
+        return self.expansion.offset
 
     def __call__(self, mask: Tensor, inputs: Tensor) -> Tensor:
         # Typed wrapper around nn.Module.__call__ (hooks still run).
@@ -136,16 +119,20 @@ class LandmarkMask(nn.Module):
                 f"mask must have shape (B, m) with m = {m} landmarks, got "
                 f"{tuple(mask.shape)}."
             )
-        check_inputs(self.backbone, inputs)
-        if mask.shape[0] != inputs.shape[0]:
+        if isinstance(inputs, Tensor) and mask.shape[0] != inputs.shape[0]:
             raise ValueError(
                 f"mask has {mask.shape[0]} rows but inputs has {inputs.shape[0]} "
                 f"samples; pass one mask row per input (e.g. "
                 f"torch.ones(len(inputs), {m}))."
             )
         check_finite(mask, "mask")
-        rows = self.backbone.nystrom.landmark_kernel(inputs)
-        out = (mask.to(rows.dtype) * rows) @ self.weights + self.bias
-        if self._vector is not None:
-            return out @ self._vector
-        return out
+        rows = self.expansion.rows(inputs)
+        expansion = self.expansion
+        gated = mask.to(rows.dtype) * rows
+        out: Tensor = gated @ expansion.weights + expansion.offset
+        if self._target is None:
+            return out
+        full = rows @ expansion.weights + expansion.offset
+        vectors = self._target.vectors(full, expansion.offset)
+        scalar: Tensor = (out * vectors).sum(1)
+        return scalar

@@ -17,60 +17,55 @@ import torch
 from captum.influence import DataInfluence
 from captum.influence._utils.common import KMostInfluentialResults
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from lightly_krepes.attribution._common import (
-    DEFAULT_BATCH_SIZE,
-    TargetSpec,
-    check_backbone,
-    check_batch_size,
-    check_weights,
-    collect_inputs,
-    kernel_rows,
-    landmark_coefficients,
-    reference_weights,
-    target_vectors,
+from lightly_krepes.attribution._checks import check_count, collect_inputs
+from lightly_krepes.attribution.expansion import (
+    LandmarkExpansion,
+    RidgeRefit,
+    as_expansion,
 )
+from lightly_krepes.attribution.targets import TargetSpec
 from lightly_krepes.backbone import KernelBackbone
 
 
 class RepresenterInfluence(DataInfluence):  # type: ignore[misc]
-    """Influence of each landmark on a scalarised representation.
+    """Influence of each landmark on each test input's representation.
 
-    The "training set" whose influence is scored is the backbone's ``m`` landmarks.
-    For a scalarisation ``s(x) = <f(x), v>`` selected by ``target`` (see below) the
-    representation decomposes exactly as ``s(x) = sum_j k(l_j, x) <w_j, v> +
-    <gamma, v>``, and the influence of landmark ``j`` on test input ``x`` is its term
+    The "training set" whose influence is scored is the ``m`` landmarks of a
+    :class:`~lightly_krepes.attribution.LandmarkExpansion` (weights ``w``,
+    reference row ``mu``, offset ``f_0``). The influence of landmark ``j`` on test
+    input ``x`` is its exact term of the scalarised representation,
 
-        influence[x, j] = k(l_j, x) <w_j, v>.
+        influence[x, j] = (k(l_j, x) - mu_j) <w_j, v(x)>,
+        sum_j influence[x, j] + <f_0, v(x)> = <g(x), v(x)>.
 
-    With the default reference weights ``w = alpha`` (``backbone.representer_
-    weights``) and ``target=t`` these are the contributions ``alpha_jt k(l_j, x)`` of
-    :meth:`~lightly_krepes.KernelBackbone.contributions`; pass ``weights=delta_alpha``
-    (the audit step ``Delta alpha``, shape (m, h)) to score the loss's contribution
-    beyond the principal-component prior instead.
+    With no ``target`` (the default) ``v(x) = (g(x) - f_0) / |g(x) - f_0|``:
+    "what builds x", the scores add up to ``|g(x) - f_0|``, positive landmarks
+    (proponents) build x's representation and negative ones (opponents) pull
+    against it. Other targets: an int or ints (dimensions), a
+    :class:`~lightly_krepes.attribution.Direction` (a concept: concept influence),
+    a :class:`~lightly_krepes.attribution.Similarity`, any
+    :class:`~lightly_krepes.attribution.Target`.
 
-    The surface mirrors Captum's ``TracInCPBase``: :meth:`influence` (scores or the
-    k most influential landmarks), :meth:`self_influence` and
-    :meth:`compute_intermediate_quantities`. Scores are exact (no approximation),
-    computed in batches of test inputs, and do not depend on the batch size.
+    Given a backbone, the expansion is built with its defaults: the backbone's
+    own ``alpha`` (or ``weights``, e.g. the audit step ``Delta alpha``, for
+    "what the step changes at x") ridge-refit as faithfully as correlation 0.99
+    allows. :attr:`weights` are the (m, h) weights explained and :attr:`refit`
+    reports their fidelity and cancellation. The weights are read once: build a
+    new instance after training the backbone.
 
-    Targets (``target`` argument of the methods):
-
-    - ``int`` t: representation dimension t, ``v = e_t``.
-    - a list of ints / integer tensor (B,): one dimension per test input
-      (:meth:`influence` only).
-    - :class:`~lightly_krepes.attribution.Direction` (or a floating tensor (h,)):
-      a concept direction, scores ``k(l_j, x) <w_j, v>``.
-    - :class:`~lightly_krepes.attribution.Similarity`: similarity to a reference
-      representation ``r``, linearised as the dot product with ``r / |r|``.
+    The surface mirrors Captum's ``TracInCPBase``: :meth:`influence` (scores or
+    the k most influential landmarks), :meth:`self_influence` and
+    :meth:`compute_intermediate_quantities`. Scores are exact and do not depend
+    on the batch size.
 
     Args:
-        backbone: The kernel backbone whose landmarks are scored.
-        weights: Reference weights of shape (m, h); None uses ``alpha`` (read from
-            the backbone at each call, so it follows training).
+        source: A KernelBackbone or a LandmarkExpansion.
+        weights: With a backbone only: weights (m, h) to explain instead of
+            ``alpha``, e.g. ``Delta alpha``.
 
     Attributes:
+        expansion: The LandmarkExpansion explained.
         model: The backbone (Captum's name).
         train_dataset: The landmarks, shape (m, ...): the examples being scored.
 
@@ -85,54 +80,64 @@ class RepresenterInfluence(DataInfluence):  # type: ignore[misc]
         >>> backbone = KernelBackbone(RBF(2.0), torch.randn(16, 3), out_dim=4)
         >>> influence = RepresenterInfluence(backbone)
         >>> x = torch.randn(5, 3)
-        >>> influence.influence(x, target=1).shape
+        >>> influence.influence(x).shape
         torch.Size([5, 16])
-        >>> top = influence.influence(x, k=3, target=1)
+        >>> top = influence.influence(x, k=3)
         >>> top.indices.shape, top.influence_scores.shape
         (torch.Size([5, 3]), torch.Size([5, 3]))
+        >>> influence.weights.shape
+        torch.Size([16, 4])
     """
 
-    def __init__(self, backbone: KernelBackbone, weights: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        source: KernelBackbone | LandmarkExpansion,
+        weights: Tensor | None = None,
+    ) -> None:
         # Captum 0.9's DataInfluence spells its initialiser `__init_`, so there is no
         # base initialiser to call: the attributes it would set are set here.
-        self.backbone = check_backbone(backbone)
+        self.expansion = as_expansion(source, weights)
+        self.backbone = self.expansion.backbone
         self.model = self.backbone
         self.train_dataset = self.backbone.landmarks
-        self._weights = check_weights(self.backbone, weights)
 
     @property
     def weights(self) -> Tensor:
-        """The reference weights in use (``alpha`` or the given ones), shape (m, h)."""
-        return reference_weights(self.backbone, self._weights)
+        """The weights explained, shape (m, h) (ridge-refit by default)."""
+        return self.expansion.weights
+
+    @property
+    def refit(self) -> RidgeRefit:
+        """Fidelity and cancellation of :attr:`weights`."""
+        return self.expansion.refit
 
     @property
     def num_landmarks(self) -> int:
         """Number of landmarks m."""
-        return int(self.backbone.landmarks.shape[0])
+        return self.expansion.num_landmarks
 
     def influence(
         self,
         inputs: Any,
         k: int | None = None,
         proponents: bool = True,
-        target: TargetSpec = 0,
+        target: TargetSpec = None,
         show_progress: bool = False,
-        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> Tensor | KMostInfluentialResults:
         """Influence scores of all landmarks, or the k most influential ones.
 
         Args:
             inputs: Test inputs: a tensor (n, ...), a tuple ``(x,)`` or
-                ``(x, labels)`` (labels are ignored), or an iterable of such
-                batches (e.g. a DataLoader).
+                ``(x, labels)`` (labels are ignored), or a data set or iterable
+                of such batches (e.g. a DataLoader).
             k: None returns all scores; an int returns the ``k`` highest
                 (``proponents=True``) or lowest (``proponents=False``) scores per
-                test input, in ``1 <= k <= m``.
+                test input, ``1 <= k <= m``.
             proponents: Whether to seek proponents (highest scores) or opponents
-                (lowest, i.e. most negative: landmarks pulling against the target).
-            target: The scalarisation (see the class docstring).
+                (lowest, most negative: landmarks pulling against the target).
+            target: None for "what builds x" (see the class docstring), or any
+                target.
             show_progress: Show a progress bar over the batches of test inputs.
-            batch_size: Test inputs per kernel evaluation.
 
         Returns:
             With ``k=None`` a tensor of shape (n, m), ``scores[i, j]`` the influence
@@ -141,66 +146,36 @@ class RepresenterInfluence(DataInfluence):  # type: ignore[misc]
             highest (proponents) or lowest (opponents) score.
 
         Raises:
-            ValueError: For a bad ``k``, target, shape or NaN/inf inputs.
-            TypeError: For inputs or targets of the wrong type.
+            ValueError: For a bad ``k``, shape or NaN/inf inputs.
+            TypeError: For inputs or targets of an unknown type.
         """
+        if k is not None:
+            k = check_count(k, self.num_landmarks)
+        rows = self.compute_intermediate_quantities(inputs, show_progress)
+        scores = self.expansion.scores(target=target, rows=rows)
         if k is None:
-            return self._influence(inputs, target, show_progress, batch_size)
-        return self._get_k_most_influential(
-            inputs, k, proponents, target, show_progress, batch_size
-        )
-
-    def _influence(
-        self,
-        inputs: Any,
-        target: TargetSpec = 0,
-        show_progress: bool = False,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> Tensor:
-        rows = self.compute_intermediate_quantities(inputs, show_progress, batch_size)
-        vectors = target_vectors(
-            target, self.backbone.out_dim, rows.shape[0], rows.dtype, rows.device
-        )
-        return rows * landmark_coefficients(self.weights, vectors)
-
-    def _get_k_most_influential(
-        self,
-        inputs: Any,
-        k: int = 5,
-        proponents: bool = True,
-        target: TargetSpec = 0,
-        show_progress: bool = False,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> KMostInfluentialResults:
-        m = self.num_landmarks
-        if isinstance(k, bool) or int(k) != k or not 1 <= k <= m:
-            raise ValueError(
-                f"k must be an integer between 1 and the number of landmarks ({m}), "
-                f"got {k}."
-            )
-        scores = self._influence(inputs, target, show_progress, batch_size)
-        values, indices = torch.topk(scores, int(k), dim=1, largest=bool(proponents))
+            return scores
+        values, indices = torch.topk(scores, k, dim=1, largest=bool(proponents))
         return KMostInfluentialResults(indices=indices, influence_scores=values)
 
     def self_influence(
         self,
         inputs: None = None,
         show_progress: bool = False,
-        target: TargetSpec = 0,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        target: TargetSpec = None,
     ) -> Tensor:
-        """Influence of each landmark on itself, ``k(l_j, l_j) <w_j, v>``.
+        """Influence of each landmark on itself, ``(k(l_j, l_j) - mu_j) <w_j, v(l_j)>``.
 
-        The diagonal of ``influence(landmarks)``, computed batch by batch without
-        the full (m, m) matrix ever being held. Only landmarks carry weights, so
+        The diagonal of ``influence(landmarks)``. Only landmarks carry weights, so
         self-influence is defined for them alone.
 
         Args:
             inputs: Must be None (the landmarks are used); kept for Captum's
                 signature.
-            show_progress: Show a progress bar over the batches of landmarks.
-            target: A target shared by all landmarks (int, Direction, Similarity).
-            batch_size: Landmarks per kernel evaluation.
+            show_progress: Unused (the landmarks' kernel rows are cached); kept
+                for Captum's signature.
+            target: None (each landmark's own direction) or any target shared by
+                all landmarks or given per landmark.
 
         Returns:
             Tensor of shape (m,).
@@ -211,56 +186,41 @@ class RepresenterInfluence(DataInfluence):  # type: ignore[misc]
                 "have no representer weights. Call it with inputs=None, and use "
                 "influence(inputs) for the landmark scores of other samples."
             )
-        coefficients = self.landmark_coefficients(target)
-        landmarks = self.backbone.landmarks
-        batch_size = check_batch_size(batch_size)
-        starts = range(0, self.num_landmarks, batch_size)
-        diagonal = [
-            kernel_rows(self.backbone, landmarks[i : i + batch_size])[
-                :, i : i + batch_size
-            ].diagonal()
-            for i in tqdm(starts, disable=not show_progress, desc="self-influence")
-        ]
-        return torch.cat(diagonal) * coefficients
+        scores = self.expansion.scores(target=target, rows=self.expansion.landmark_rows)
+        return scores.diagonal()
 
     def compute_intermediate_quantities(
-        self,
-        inputs: Any,
-        show_progress: bool = False,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        self, inputs: Any, show_progress: bool = False
     ) -> Tensor:
-        """Test-side vectors: the kernel rows ``k_m(x) = [k(l_1, x) .. k(l_m, x)]``.
+        """Test-side vectors: the expansion's kernel rows ``k(l_j, x) - mu_j``.
 
-        Their dot products with the landmark-side vectors of
-        :meth:`landmark_quantities` (rows of ``diag(<w_j, v>)``) are the scores:
-        ``influence(x) = compute_intermediate_quantities(x) @
-        landmark_quantities(target).T``. The test side does not depend on the
-        target or the weights.
+        For a target shared by all inputs their products with
+        :meth:`landmark_quantities` (``diag(<w_j, v>)``) are the scores:
+        ``influence(x, target=t) = compute_intermediate_quantities(x) @
+        landmark_quantities(t).T``. The test side depends on neither the target
+        nor the weights.
 
         Args:
             inputs: Test inputs as in :meth:`influence`.
             show_progress: Show a progress bar over the batches.
-            batch_size: Inputs per kernel evaluation.
 
         Returns:
             Tensor of shape (n, m).
         """
         x = collect_inputs(inputs)
-        return kernel_rows(self.backbone, x, batch_size, show_progress)
+        return self.expansion.rows(x, show_progress=show_progress)
 
-    def landmark_coefficients(self, target: TargetSpec = 0) -> Tensor:
+    def landmark_coefficients(self, target: TargetSpec) -> Tensor:
         """``u_j = <w_j, v>`` for a target shared by all inputs, shape (m,)."""
-        weights = self.weights
-        vectors = target_vectors(
-            target, self.backbone.out_dim, None, weights.dtype, weights.device
-        )
-        return landmark_coefficients(weights, vectors)[0]
+        return self.expansion.coefficients(target)
 
-    def landmark_quantities(self, target: TargetSpec = 0) -> Tensor:
+    def landmark_quantities(self, target: TargetSpec) -> Tensor:
         """Landmark-side vectors ``diag(<w_j, v>)``, shape (m, m); row j: landmark j.
 
         Args:
-            target: A target shared by all inputs (int, Direction, Similarity).
+            target: A target shared by all inputs (an int, a Direction or a
+                Similarity of shape (h,)); the default "what builds x" depends on
+                the input and has none.
 
         Returns:
             Tensor of shape (m, m).

@@ -1,4 +1,8 @@
-"""Landmark influence scores of the KREPES audit: sample-specific and concept scores.
+"""Landmark scores: what builds x, the audit's concept and sample-specific scores.
+
+All of them read one :class:`~lightly_krepes.attribution.LandmarkExpansion`
+(pass it, or a backbone and optional weights, which are wrapped with its
+defaults: ridge-refit weights, landmark-mean reference row).
 
 - [0] KREPES, 2025, arXiv 2509.24467
 - [1] Kim et al., 2018, Interpretability Beyond Feature Attribution: Quantitative
@@ -13,39 +17,108 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor
 
 from lightly_krepes._validation import check_finite, check_floating
-from lightly_krepes.attribution._common import (
-    DEFAULT_BATCH_SIZE,
-    Direction,
-    check_backbone,
-    check_weights,
-    kernel_rows,
-    landmark_coefficients,
-    reference_weights,
-    target_vectors,
-)
+from lightly_krepes.attribution.expansion import LandmarkExpansion, as_expansion
+from lightly_krepes.attribution.targets import Direction, TargetSpec
 from lightly_krepes.backbone import KernelBackbone
 
 
-def sample_specific_influence(
-    backbone: KernelBackbone,
+def landmark_scores(
+    source: KernelBackbone | LandmarkExpansion,
     x: Tensor,
+    target: TargetSpec = None,
+    *,
     weights: Tensor | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Tensor:
-    """Sample-Specific Influence Score ``IS(l, x) = |k(l, x)| * ||w_l||_2``.
+    """Signed scores specific to x: ``s_v(l, x) = (k(l, x) - mu_l) <w_l, v(x)>``.
 
-    The size of landmark l's term in the expansion of ``f(x)`` (``|c_l(x)|`` for
-    ``w = alpha``), whatever its direction. The paper's audit uses the Gauss-Newton
-    step, ``w = Delta alpha`` (the loss's contribution beyond the
-    principal-component prior): pass it as ``weights``. The default, ``alpha``
-    (``backbone.representer_weights``), scores the trained representation itself.
+    The default target ``v(x) = (g(x) - f_0) / |g(x) - f_0|`` ranks the landmarks
+    by how much of x's representation they build: the scores add up exactly to
+    ``|g(x) - f_0|`` (``f_0`` the expansion's offset), proponents are positive and
+    opponents negative. Same as ``LandmarkExpansion.scores`` and
+    ``RepresenterInfluence.influence``.
 
     Args:
-        backbone: The kernel backbone.
+        source: A LandmarkExpansion, or a backbone (wrapped with the defaults).
+        x: Tensor of shape (B, ...).
+        target: None ("what builds x"), or any target (a Direction, ints, ...).
+        weights: With a backbone only: weights (m, h) to explain, e.g. the audit
+            step ``Delta alpha`` (see :func:`step_influence`).
+
+    Returns:
+        Tensor of shape (B, m).
+
+    References:
+        - [0] KREPES, 2025, arXiv 2509.24467
+
+    Examples:
+        >>> from lightly_krepes import RBF, KernelBackbone
+        >>> backbone = KernelBackbone(RBF(2.0), torch.randn(16, 3), out_dim=4)
+        >>> landmark_scores(backbone, torch.randn(5, 3)).shape
+        torch.Size([5, 16])
+    """
+    return as_expansion(source, weights).scores(x, target)
+
+
+def step_influence(
+    source: KernelBackbone | LandmarkExpansion,
+    x: Tensor,
+    delta_alpha: Tensor | None = None,
+) -> Tensor:
+    """What the SSL step changes at x: the signed scores of the step's expansion.
+
+    ``Delta f(x) = sum_l Delta alpha_l k(l, x)`` is the change the audit's Newton
+    step makes to the representation; with ``v = Delta f(x) / |Delta f(x)|`` (the
+    default target on that expansion) the scores add up to ``|Delta f(x)|``
+    (relative to the reference row, see
+    :class:`~lightly_krepes.attribution.LandmarkExpansion`).
+
+    Args:
+        source: The surrogate backbone with ``delta_alpha`` (ridge-refit with the
+            defaults), or a LandmarkExpansion of the step built by the caller
+            (then ``delta_alpha`` must be None).
+        x: Tensor of shape (B, ...).
+        delta_alpha: The step ``Delta alpha`` (m, h), e.g.
+            ``result.step.delta_alpha`` of the audit.
+
+    Returns:
+        Tensor of shape (B, m).
+
+    References:
+        - [0] KREPES, 2025, arXiv 2509.24467
+
+    Examples:
+        >>> from lightly_krepes import RBF, KernelBackbone
+        >>> backbone = KernelBackbone(RBF(2.0), torch.randn(16, 3), out_dim=4)
+        >>> step_influence(backbone, torch.randn(5, 3), torch.randn(16, 4)).shape
+        torch.Size([5, 16])
+    """
+    if isinstance(source, KernelBackbone) and delta_alpha is None:
+        raise ValueError(
+            "step_influence needs the step: pass delta_alpha (m, h), e.g. "
+            "result.step.delta_alpha, or a LandmarkExpansion built from it."
+        )
+    return as_expansion(source, delta_alpha, "source").scores(x)
+
+
+def sample_specific_influence(
+    source: KernelBackbone | LandmarkExpansion,
+    x: Tensor,
+    weights: Tensor | None = None,
+) -> Tensor:
+    """The paper's Sample-Specific Influence Score ``IS(l, x) = |k(l, x)| |w_l|``.
+
+    An unsigned bound on the size of landmark l's term, whatever its direction.
+    It is not specific to x: with a flat (e.g. cosine-normalised) kernel the
+    x-independent factor ``|w_l|`` decides the ranking and a few landmarks top
+    every input; :func:`landmark_scores` is the signed, additive alternative.
+    The paper uses the audit step, ``w = Delta alpha`` (pass it as ``weights``);
+    for the paper's exact score on the raw step pass
+    ``LandmarkExpansion(backbone, delta_alpha, regularize=False)``.
+
+    Args:
+        source: A LandmarkExpansion, or a backbone (wrapped with the defaults).
         x: Tensor of shape (B, ...), samples shaped like the landmarks.
-        weights: Reference weights (m, h): ``Delta alpha`` for the paper's score,
-            None for ``alpha``.
-        batch_size: Inputs per kernel evaluation; the result does not depend on it.
+        weights: With a backbone only: weights (m, h), e.g. ``Delta alpha``.
 
     Returns:
         Tensor of shape (B, m), non-negative.
@@ -59,11 +132,7 @@ def sample_specific_influence(
         >>> sample_specific_influence(backbone, torch.randn(5, 3)).shape
         torch.Size([5, 16])
     """
-    check_backbone(backbone)
-    w = reference_weights(backbone, check_weights(backbone, weights))
-    rows = kernel_rows(backbone, x, batch_size, name="x")
-    scores: Tensor = rows.abs() * torch.linalg.vector_norm(w, dim=1)[None]
-    return scores
+    return as_expansion(source, weights).sample_specific_influence(x)
 
 
 def concept_activation_vector(
@@ -139,29 +208,26 @@ def concept_activation_vector(
 
 
 def concept_influence(
-    backbone: KernelBackbone,
+    source: KernelBackbone | LandmarkExpansion,
     x: Tensor,
     cav: Tensor,
     weights: Tensor | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Tensor:
     """Concept-Conditioned Influence Score ``IS(l, x; v_c) = k(l, x) <w_l, v_c>``.
 
     Positive scores push ``x`` toward the concept along ``v_c``; negative scores
-    mark *repulsive* landmarks. The scores sum (over landmarks) to the concept
-    coordinate of the expansion, ``<f(x) - b, v_c>``. The paper's audit uses
-    ``w = Delta alpha`` (pass it as ``weights``); the default is ``alpha``
-    (``backbone.representer_weights``). Same as ``RepresenterInfluence(backbone,
-    weights).influence(x, target=Direction(cav))``.
+    mark *repulsive* landmarks. With the expansion's reference row the kernel
+    value is ``k(l, x) - mu_l``, and the scores add up with ``<f_0, v_c>`` to the
+    concept coordinate ``<g(x), v_c>``. The paper's audit uses ``w = Delta
+    alpha`` (pass it as ``weights``). Same as ``landmark_scores(source, x,
+    Direction(cav))``.
 
     Args:
-        backbone: The kernel backbone.
+        source: A LandmarkExpansion, or a backbone (wrapped with the defaults).
         x: Tensor of shape (B, ...).
         cav: Concept direction of shape (h,), e.g. from
             :func:`concept_activation_vector` (used as given).
-        weights: Reference weights (m, h): ``Delta alpha`` for the paper's score,
-            None for ``alpha``.
-        batch_size: Inputs per kernel evaluation.
+        weights: With a backbone only: weights (m, h), e.g. ``Delta alpha``.
 
     Returns:
         Tensor of shape (B, m).
@@ -177,12 +243,12 @@ def concept_influence(
         >>> concept_influence(backbone, torch.randn(5, 3), cav).shape
         torch.Size([5, 16])
     """
-    check_backbone(backbone)
-    w = reference_weights(backbone, check_weights(backbone, weights))
     if not isinstance(cav, Tensor):
         raise TypeError(
             f"cav must be a tensor of shape (h,), got {type(cav).__name__}."
         )
-    vector = target_vectors(Direction(cav), backbone.out_dim, None, w.dtype, w.device)
-    rows = kernel_rows(backbone, x, batch_size, name="x")
-    return rows * landmark_coefficients(w, vector)
+    if cav.dim() != 1:
+        raise ValueError(
+            f"cav must be one concept direction of shape (h,), got {tuple(cav.shape)}."
+        )
+    return as_expansion(source, weights).scores(x, Direction(cav))

@@ -3,7 +3,13 @@
 - [0] KREPES, 2025, arXiv 2509.24467
 """
 
-from lightly_krepes.audit.audit import AuditResult, audit_encoder
+from lightly_krepes.audit.audit import AuditResult, audit, audit_encoder, view_batches
+from lightly_krepes.audit.cache import (
+    AuditCache,
+    AuditRefit,
+    audit_refit,
+    landmark_gram,
+)
 from lightly_krepes.audit.damping import (
     DampingCandidate,
     DampingSelection,
@@ -20,20 +26,42 @@ from lightly_krepes.audit.newton import (
     solve_newton,
 )
 from lightly_krepes.audit.objective import AuditObjective
+from lightly_krepes.audit.surrogate import (
+    RidgeFit,
+    RidgeMoments,
+    SurrogateFit,
+    build_surrogate,
+    fit_ridge,
+    set_linear,
+    solve_ridge,
+)
 
 __all__ = [
+    "AuditCache",
     "AuditObjective",
+    "AuditRefit",
     "AuditResult",
     "DampingCandidate",
     "DampingSelection",
     "NewtonStep",
+    "RidgeFit",
+    "RidgeMoments",
     "SpectralEntropy",
+    "SurrogateFit",
     "apply_step",
+    "audit",
     "audit_encoder",
+    "audit_refit",
+    "build_surrogate",
     "estimate_curvature",
     "estimate_min_eigenvalue",
+    "fit_ridge",
+    "landmark_gram",
     "newton_step",
     "select_damping",
+    "set_linear",
     "solve_newton",
+    "solve_ridge",
     "spectral_entropy",
+    "view_batches",
 ]

@@ -5,37 +5,40 @@
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from lightly_krepes._validation import check_positive, check_samples
+from lightly_krepes._inputs import is_map_style
+from lightly_krepes._validation import check_floating, check_positive, check_samples
 from lightly_krepes.audit.damping import DampingSelection, select_damping
-from lightly_krepes.audit.newton import NewtonStep, apply_step, solve_newton
+from lightly_krepes.audit.newton import (
+    NewtonStep,
+    _check_solver_options,
+    apply_step,
+    solve_newton,
+)
 from lightly_krepes.audit.objective import AuditObjective
-from lightly_krepes.backbone import KernelBackbone, collect_pool
+from lightly_krepes.audit.surrogate import FitMethod, _seeded, build_surrogate
+from lightly_krepes.backbone import KernelBackbone
 from lightly_krepes.backbone.kernel_backbone import LandmarkMethod
-from lightly_krepes.kernels import EmpiricalNTK, Kernel, Normalized
-from lightly_krepes.landmarks import select_landmarks
 
 ViewTransform = Callable[[Tensor], Sequence[Tensor]]
+ViewBatch = tuple[Tensor, ...]
 
 
 @dataclass
 class AuditResult:
-    """Outcome of :func:`audit_encoder`.
+    """Outcome of :func:`audit` and :func:`audit_encoder`.
 
     Attributes:
-        backbone: The encoder's eNTK surrogate at the principal-component
-            initialisation ``A_0 = [I 0]``, ``gamma_0 = 0``.
+        backbone: The surrogate before the step (for :func:`build_surrogate`'s
+            default the ridge fit to the encoder, for ``fit="pc"`` the
+            principal-component initialisation); the step is taken from its A
+            and gamma.
         step: The damped Newton step; ``step.delta_alpha`` (m, out_dim) holds the
             change of each landmark's representer weight.
         audited: The surrogate after the step.
@@ -51,25 +54,240 @@ class AuditResult:
     selection: DampingSelection | None
 
 
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seeds torch, NumPy and ``random`` inside, restoring their states after."""
-    # Image transforms (torchvision, Lightly) draw from the global generators, so
-    # the legacy global NumPy state is the one to seed.
-    py_state = random.getstate()
-    np_state = np.random.get_state()  # noqa: NPY002
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)  # noqa: NPY002
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)  # noqa: NPY002
+# -- views given to audit --------------------------------------------------------------
 
 
-def _stack_views(per_sample: list[Sequence[Tensor]], start: int) -> tuple[Tensor, ...]:
+def _check_view_batch(batch: Any, index: int, where: str) -> ViewBatch:
+    if isinstance(batch, Tensor) or not isinstance(batch, list | tuple):
+        raise TypeError(
+            f"{where} must be a list or tuple of p >= 2 view tensors (v0, v1, ...) "
+            f"of shape (n, ...), got {type(batch).__name__}. For a stacked tensor "
+            f"of shape (p, n, ...) pass list(views)."
+        )
+    if len(batch) < 2:
+        raise ValueError(
+            f"{where} holds {len(batch)} view(s); the audit needs p >= 2 views of "
+            f"the same samples (SSL losses compare views of one sample). Give two "
+            f"augmentations of each sample."
+        )
+    for j, view in enumerate(batch):
+        check_floating(view, f"view {j} of {where}")
+        if view.dim() < 1:
+            raise ValueError(
+                f"View {j} of {where} is 0-dimensional; views are (n, ...) with "
+                f"one sample per row."
+            )
+    sizes = [int(v.shape[0]) for v in batch]
+    if len(set(sizes)) > 1:
+        raise ValueError(
+            f"The views of {where} hold different numbers of samples {sizes}; "
+            f"row i of every view must be a view of the same sample i, so all "
+            f"must have the same n."
+        )
+    if sizes[0] == 0:
+        raise ValueError(f"The views of {where} hold no samples.")
+    return tuple(batch)
+
+
+def _checked_batches(batches: Iterable[Any]) -> Iterator[ViewBatch]:
+    for i, batch in enumerate(batches):
+        yield _check_view_batch(batch, i, f"view batch {i}")
+
+
+def view_batches(
+    views: Sequence[Tensor] | Iterable[Sequence[Tensor]],
+    batch_size: int | None = None,
+) -> Iterable[ViewBatch]:
+    """Normalises :func:`audit`'s ``views`` into checked batches of views.
+
+    Args:
+        views: A list or tuple of p >= 2 tensors of shape (n, ...), the same n
+            samples' views (row i of each is a view of sample i); or an iterable
+            of such view batches (lists or tuples of tensors), consumed once.
+        batch_size: For a list of p tensors, the samples per loss batch (SSL
+            losses are batch-level: in-batch negatives, batch statistics); None
+            puts all n samples in one batch. Ignored for an iterable of batches,
+            whose batches are kept as they are.
+
+    Returns:
+        An iterable of tuples of p tensors (B, ...).
+
+    Raises:
+        TypeError: If ``views`` is neither form.
+        ValueError: If p < 2, the views hold different numbers of samples, or
+            ``batch_size`` is not positive.
+
+    Examples:
+        >>> x = torch.randn(10, 3)
+        >>> [len(b[0]) for b in view_batches([x, x + 0.1], batch_size=4)]
+        [4, 4, 2]
+    """
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    if isinstance(views, Tensor):
+        raise TypeError(
+            "views must be a list of p >= 2 view tensors of shape (n, ...) (or an "
+            "iterable of such view batches), got one tensor. For a stacked tensor "
+            "of shape (p, n, ...) pass list(views)."
+        )
+    if isinstance(views, list | tuple) and all(isinstance(v, Tensor) for v in views):
+        batch = _check_view_batch(views, 0, "views")
+        n = int(batch[0].shape[0])
+        size = n if batch_size is None else int(batch_size)
+        return [
+            tuple(v[start : start + size] for v in batch) for start in range(0, n, size)
+        ]
+    if not isinstance(views, Iterable):
+        raise TypeError(
+            f"views must be a list of p >= 2 view tensors or an iterable of view "
+            f"batches, got {type(views).__name__}."
+        )
+    return _checked_batches(views)
+
+
+def _take_step(
+    objective: AuditObjective,
+    damping: float | None,
+    *,
+    threshold: float,
+    max_iter: int,
+    tol: float,
+    seed: int,
+    progress: bool,
+) -> tuple[NewtonStep, DampingSelection | None]:
+    if damping is None:
+        selection = select_damping(
+            objective,
+            threshold=threshold,
+            max_iter=max_iter,
+            tol=tol,
+            seed=seed,
+            progress=progress,
+        )
+        return selection.step, selection
+    step = solve_newton(
+        objective, damping, max_iter=max_iter, tol=tol, progress=progress
+    )
+    return step, None
+
+
+def audit(
+    backbone: KernelBackbone,
+    loss: Callable[..., Tensor],
+    views: Sequence[Tensor] | Iterable[Sequence[Tensor]],
+    *,
+    damping: float | None = None,
+    head: nn.Module | None = None,
+    batch_size: int | None = None,
+    threshold: float = 0.9,
+    max_iter: int = 200,
+    tol: float = 1e-6,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    progress: bool = True,
+) -> AuditResult:
+    """One damped Newton step of a surrogate on an SSL loss: the KREPES audit [0].
+
+    The step ``(H + damping I) delta = -g`` in ``(A, gamma)`` is taken from the
+    backbone's current parameters (see :func:`build_surrogate`), by conjugate
+    gradients from Hessian-vector products over the views' cached coordinates
+    (:func:`~lightly_krepes.audit.newton_step`), with the given damping or one
+    chosen label-free by :func:`~lightly_krepes.audit.select_damping`. The
+    step's ``delta_alpha`` (m, out_dim) is what the loss adds to each
+    landmark's representer weight.
+
+    Refitting on a landmark subset repeats the construction and the step at the
+    same damping: ``audit(build_surrogate(encoder, data,
+    landmarks=surrogate.landmarks[keep]), loss, views, damping=result.damping)``;
+    :class:`~lightly_krepes.audit.AuditCache` does the same without kernel
+    passes, for many subsets.
+
+    Args:
+        backbone: The surrogate, e.g. from :func:`build_surrogate`; not modified.
+        loss: SSL loss mapping one (B, d) tensor per view to a scalar, e.g.
+            ``lightly.loss.NTXentLoss()``; it must be deterministic.
+        views: A list of p >= 2 tensors of shape (n, ...), the same n samples'
+            views, shaped like the landmarks; or an iterable of such view
+            batches (each a list or tuple of p tensors), kept as batches.
+        damping: The damping; None selects it with ``select_damping``.
+        head: Optional frozen projection head applied before the loss; its input
+            size must be the backbone's out_dim.
+        batch_size: Samples per loss batch for a list of p tensors (None: one
+            batch of all n).
+        threshold: Entropy threshold of ``select_damping``.
+        max_iter: Maximum CG iterations.
+        tol: Relative CG residual.
+        dtype: Floating dtype of the objective's evaluations.
+        seed: Seed of the power iteration of ``select_damping``.
+        progress: Show progress bars.
+
+    Returns:
+        The surrogate, the step and the audited surrogate.
+
+    Raises:
+        TypeError: If ``views`` is not a list of tensors or of view batches.
+        ValueError: If p < 2, views hold different numbers of samples or are
+            shaped unlike the landmarks, the damping is not positive, or the
+            loss is not a finite deterministic scalar.
+
+    References:
+        - [0] KREPES, 2025, arXiv 2509.24467
+
+    Examples:
+        >>> from lightly.loss import NTXentLoss
+        >>> encoder = torch.nn.Sequential(
+        ...     torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4)
+        ... )
+        >>> x = torch.randn(64, 5)
+        >>> surrogate = build_surrogate(encoder, x, num_landmarks=16, progress=False)
+        >>> views = [x + 0.1 * torch.randn_like(x), x + 0.1 * torch.randn_like(x)]
+        >>> result = audit(
+        ...     surrogate, NTXentLoss(), views, damping=1.0, batch_size=32,
+        ...     progress=False,
+        ... )
+        >>> result.step.delta_alpha.shape
+        torch.Size([16, 4])
+    """
+    if not isinstance(backbone, KernelBackbone):
+        raise TypeError(
+            f"backbone must be a KernelBackbone (e.g. from build_surrogate), got "
+            f"{type(backbone).__name__}."
+        )
+    if damping is not None:
+        check_positive(damping, "damping")
+    _check_solver_options(max_iter, tol)
+    objective = AuditObjective(
+        backbone,
+        loss,
+        view_batches(views, batch_size),
+        head=head,
+        dtype=dtype,
+        progress=progress,
+    )
+    step, selection = _take_step(
+        objective,
+        damping,
+        threshold=threshold,
+        max_iter=max_iter,
+        tol=tol,
+        seed=seed,
+        progress=progress,
+    )
+    return AuditResult(
+        backbone=backbone,
+        step=step,
+        audited=apply_step(backbone, step),
+        damping=step.damping,
+        selection=selection,
+    )
+
+
+# -- views generated by audit_encoder -------------------------------------------
+
+
+def _stack_views(per_sample: list[Sequence[Tensor]], start: int) -> ViewBatch:
     counts = {len(views) for views in per_sample}
     if len(counts) > 1:
         raise ValueError(
@@ -110,7 +328,7 @@ def _sample_views(item: Any, index: int) -> Sequence[Tensor]:
 
 def _tensor_views(
     data: Tensor, transform: ViewTransform, batch_size: int
-) -> Iterator[tuple[Tensor, ...]]:
+) -> Iterator[ViewBatch]:
     for start in range(0, len(data), batch_size):
         per_sample = []
         for x in data[start : start + batch_size]:
@@ -124,10 +342,8 @@ def _tensor_views(
         yield _stack_views(per_sample, start)
 
 
-def _dataset_views(
-    data: Dataset[Any] | Sequence[Any], batch_size: int
-) -> Iterator[tuple[Tensor, ...]]:
-    n = len(data)  # type: ignore[arg-type]
+def _dataset_views(data: Any, batch_size: int) -> Iterator[ViewBatch]:
+    n = len(data)
     for start in range(0, n, batch_size):
         per_sample = [
             _sample_views(data[i], i) for i in range(start, min(start + batch_size, n))
@@ -135,14 +351,12 @@ def _dataset_views(
         yield _stack_views(per_sample, start)
 
 
-def _loader_views(data: Iterable[Any]) -> Iterator[tuple[Tensor, ...]]:
+def _loader_views(data: Iterable[Any]) -> Iterator[ViewBatch]:
     for i, batch in enumerate(data):
         yield tuple(_sample_views(batch, i))
 
 
-def _check_transform(
-    data: Tensor | Dataset[Any] | Iterable[Any], transform: ViewTransform | None
-) -> None:
+def _check_transform(data: Any, transform: ViewTransform | None) -> None:
     if isinstance(data, Tensor) and transform is None:
         raise ValueError(
             "A tensor of inputs needs transform=, a callable returning a list of "
@@ -158,46 +372,21 @@ def _check_transform(
 
 
 def _view_batches(
-    data: Tensor | Dataset[Any] | Iterable[Any],
-    transform: ViewTransform | None,
-    batch_size: int,
-) -> Iterator[tuple[Tensor, ...]]:
+    data: Any, transform: ViewTransform | None, batch_size: int
+) -> Iterator[ViewBatch]:
     _check_transform(data, transform)
     if isinstance(data, Tensor):
         assert transform is not None
         return _tensor_views(data, transform, batch_size)
-    if isinstance(data, Dataset | Sequence):
+    if is_map_style(data):
         return _dataset_views(data, batch_size)
+    # Loaders, and lists or tuples of batches (the package's input convention).
     return _loader_views(data)
-
-
-def _build_kernel(
-    encoder: nn.Module,
-    output: Literal["pntk", "trace"],
-    num_probes: int | None,
-    normalized: bool,
-    seed: int,
-) -> Kernel:
-    kernel: Kernel = EmpiricalNTK(
-        encoder, output=output, num_probes=num_probes, seed=seed
-    )
-    return Normalized(kernel) if normalized else kernel
-
-
-def _encoder_dim(encoder: nn.Module, sample: Tensor) -> int:
-    with torch.no_grad():
-        out = encoder(sample[:1])
-    if not isinstance(out, Tensor):
-        raise TypeError(
-            f"The encoder must return a tensor, got {type(out).__name__}; wrap it so "
-            f"that it returns the representation."
-        )
-    return int(out[0].numel())
 
 
 def audit_encoder(
     encoder: nn.Module,
-    data: Tensor | Dataset[Any] | Iterable[Any],
+    data: Any,
     loss: Callable[..., Tensor],
     *,
     transform: ViewTransform | None = None,
@@ -220,39 +409,35 @@ def audit_encoder(
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
     progress: bool = True,
+    fit: FitMethod = "ridge",
+    penalty: float | None = None,
 ) -> AuditResult:
-    """Audits a frozen SSL encoder with one damped Newton step of its surrogate [0].
+    """Audits a frozen SSL encoder: :func:`build_surrogate`, then :func:`audit` [0].
 
-    1. Build the empirical NTK of ``encoder`` (pseudo-NTK by default, cosine
-       normalised unless ``normalized=False``) and its Nyström
-       :class:`~lightly_krepes.backbone.KernelBackbone` on ``num_landmarks``
-       landmarks selected from the data (randomly pivoted Cholesky by default),
-       at the principal-component initialisation ``A_0 = [I 0]``, ``gamma_0 = 0``.
-    2. Generate the views once, seeded, and cache their Nyström features.
-    3. Take one damped Newton step on ``loss`` (conjugate gradients from
-       Hessian-vector products, see :func:`newton_step`), with the given damping
-       or one chosen label-free by :func:`select_damping`.
-
-    The step's ``delta_alpha`` (m, out_dim) is what the loss adds to each
-    landmark's representer weight beyond the principal-component prior.
+    1. Build the encoder's eNTK surrogate on landmarks selected from the data
+       (see :func:`build_surrogate`; by default fitted to the encoder's
+       embedding by ridge regression, ``fit="pc"`` for the principal-component
+       initialisation).
+    2. Generate the views once, seeded, in batches of ``batch_size``.
+    3. Take one damped Newton step on ``loss`` from the surrogate (see
+       :func:`audit`), with the given damping or one chosen label-free.
 
     Args:
         encoder: The trained encoder, in eval mode (BatchNorm with running
             statistics); it is copied and not modified.
         data: A tensor of un-augmented inputs (n, ...) together with
-            ``transform``; or a dataset whose items carry their views as
-            ``LightlyDataset`` with a multi-view transform returns them,
-            ``([view_0, view_1, ...], label, filename)``; or a loader of such
-            batches (its batches are used as they are). For datasets and loaders
-            the landmarks are taken from the first views.
+            ``transform``; or a map-style data set whose items carry their
+            views as ``LightlyDataset`` with a multi-view transform returns
+            them, ``([view_0, view_1, ...], label, filename)``; or a loader (or
+            list) of such batches, used as they are. For data sets and loaders
+            the landmarks (and the ridge fit) use the first views.
         loss: SSL loss mapping one (B, d) tensor per view to a scalar, e.g.
             ``lightly.loss.NTXentLoss()``.
-        transform: For a tensor: callable mapping one sample to a list of view
-            tensors of the same shape (Lightly's ``MultiViewTransform`` style).
-        num_landmarks: Number of landmarks m; None uses
-            ``max(64, ceil(sqrt(n)))`` (at most n), n the pool size.
-        out_dim: Output dimension h; None uses the encoder's (flattened) output
-            dimension, capped by the Nyström rank. Values above the rank raise.
+        transform: For a tensor: callable mapping one sample to a list of p >= 2
+            view tensors of the same shape (Lightly's ``MultiViewTransform``
+            style).
+        num_landmarks: Number of landmarks m, see :func:`build_surrogate`.
+        out_dim: Output dimension h, see :func:`build_surrogate`.
         output: ``"pntk"`` or ``"trace"``, see
             :class:`~lightly_krepes.kernels.EmpiricalNTK`.
         num_probes: Hutchinson probes for ``output="trace"``.
@@ -262,8 +447,8 @@ def audit_encoder(
         rank: Nyström rank (None: all eigenpairs above the cut-off).
         rcond: Relative eigenvalue cut-off of the Nyström map.
         bias: Whether the surrogate has the offset gamma.
-        damping: The damping; None selects it with :func:`select_damping`.
-        threshold: Entropy threshold of :func:`select_damping`.
+        damping: The damping; None selects it with ``select_damping``.
+        threshold: Entropy threshold of ``select_damping``.
         head: Optional frozen projection head applied before the loss; its input
             size must be out_dim.
         batch_size: Samples per loss batch for tensors and datasets.
@@ -273,14 +458,16 @@ def audit_encoder(
         seed: Seed of the landmarks, the views, the probes and the power
             iteration; the global random states are restored afterwards.
         progress: Show progress bars.
+        fit: ``"ridge"`` (default) or ``"pc"``, see :func:`build_surrogate`.
+        penalty: Ridge penalty of ``fit="ridge"`` (None: chosen by GCV).
 
     Returns:
         The surrogate, the step and the audited surrogate.
 
     Raises:
-        ValueError: If an argument is invalid, the data is empty, views mismatch,
-            the loss is not a finite scalar, or the encoder has BatchNorm in
-            train mode.
+        ValueError: If an argument is invalid, the data is empty, views mismatch
+            or are fewer than two, the loss is not a finite scalar, or the
+            encoder has BatchNorm in train mode.
 
     References:
         - [0] KREPES, 2025, arXiv 2509.24467
@@ -299,79 +486,44 @@ def audit_encoder(
         >>> result.step.delta_alpha.shape
         torch.Size([16, 4])
     """
-    if int(batch_size) != batch_size or batch_size < 1:
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
     if damping is not None:
         check_positive(damping, "damping")
-    if num_landmarks is not None and (
-        int(num_landmarks) != num_landmarks or num_landmarks < 1
-    ):
-        raise ValueError(
-            f"num_landmarks must be a positive integer, got {num_landmarks}."
-        )
+    _check_solver_options(max_iter, tol)
     _check_transform(data, transform)
     if isinstance(data, Tensor):
         check_samples(data, "data")
-    kernel = _build_kernel(encoder, output, num_probes, normalized, seed)
-    with _seeded(seed):
-        pool = collect_pool(data, pool_size, seed)
-    if len(pool) == 0:
-        raise ValueError("data is empty; the audit needs at least one sample.")
-    m = num_landmarks
-    if m is None:
-        m = min(len(pool), max(64, math.ceil(math.sqrt(len(pool)))))
-    indices = select_landmarks(
-        pool, kernel, m, method=landmark_method, seed=seed, progress=progress
+    surrogate = build_surrogate(
+        encoder,
+        data,
+        num_landmarks=num_landmarks,
+        seed=seed,
+        fit=fit,
+        penalty=penalty,
+        out_dim=out_dim,
+        output=output,
+        num_probes=num_probes,
+        normalized=normalized,
+        landmark_method=landmark_method,
+        pool_size=pool_size,
+        rank=rank,
+        rcond=rcond,
+        bias=bias,
+        batch_size=batch_size,
+        progress=progress,
     )
-    landmarks = pool[indices]
-    # nn.Linear draws its (overwritten) initial weights from the global generator.
-    with torch.random.fork_rng(devices=[]):
-        backbone = KernelBackbone(
-            kernel,
-            landmarks,
-            1 if out_dim is None else out_dim,
-            rank=rank,
-            rcond=rcond,
-            bias=bias,
-        )
-        if out_dim is None:
-            # The rank is only known once the map is fitted; resize the linear map
-            # instead of fitting the Nyström map twice.
-            h = min(_encoder_dim(encoder, landmarks), backbone.nystrom.rank)
-            backbone.linear = nn.Linear(
-                backbone.nystrom.rank, h, bias=bias, dtype=landmarks.dtype
-            )
-    backbone.linear.to(landmarks.device)
-    backbone.reset_parameters()
-
     with _seeded(seed):
-        objective = AuditObjective(
-            backbone,
+        return audit(
+            surrogate,
             loss,
             _view_batches(data, transform, batch_size),
+            damping=damping,
             head=head,
-            dtype=dtype,
-            progress=progress,
-        )
-    selection = None
-    if damping is None:
-        selection = select_damping(
-            objective,
             threshold=threshold,
             max_iter=max_iter,
             tol=tol,
+            dtype=dtype,
             seed=seed,
             progress=progress,
         )
-        step = selection.step
-    else:
-        step = solve_newton(
-            objective, damping, max_iter=max_iter, tol=tol, progress=progress
-        )
-    return AuditResult(
-        backbone=backbone,
-        step=step,
-        audited=apply_step(backbone, step),
-        damping=step.damping,
-        selection=selection,
-    )

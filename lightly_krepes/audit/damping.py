@@ -135,7 +135,8 @@ class DampingSelection:
         damping: The chosen damping.
         step: The step at the chosen damping.
         candidates: All candidates, by increasing damping.
-        threshold: Minimum normalised spectral entropy of an eligible step.
+        threshold: Minimum normalised spectral entropy of an eligible step,
+            relative to that of the starting ``A_0``.
         curvature_scale: The estimate of ``|lambda|_max(H)`` the default grid is
             relative to (None when the grid was given).
         min_eigenvalue: The estimate of ``lambda_min(H)`` whose negative part
@@ -313,8 +314,12 @@ def select_damping(
        its step keeps the objective finite and does not increase it, and the
        updated A keeps the normalised spectral entropy of ``A^T A`` (divided by
        ``log(out_dim)``, see :func:`spectral_entropy`) at or above
-       ``threshold``: the step does not collapse the representation's
-       dimensions.
+       ``threshold`` times that of the starting ``A_0``: the step does not
+       collapse the representation's dimensions. For the principal-component
+       initialisation ``A_0 = [I 0]`` the starting value is 1; a surrogate
+       fitted to the encoder (``build_surrogate(..., fit="ridge")``) starts at
+       the encoder's own spectrum, which an absolute threshold would often
+       reject before any step.
     3. Choose the smallest eligible damping, i.e. the largest step that keeps the
        representation's dimensionality. If none is eligible, fall back to the
        largest damping (with a warning).
@@ -329,7 +334,8 @@ def select_damping(
         num_candidates: Size of the default grid.
         relative_range: Smallest and largest damping of the default grid relative
             to the curvature scale.
-        threshold: Minimum normalised spectral entropy, in [0, 1].
+        threshold: Minimum normalised spectral entropy relative to the starting
+            point's, in [0, 1].
         power_iterations: Power iterations of the curvature estimate.
         max_iter: Maximum CG iterations per candidate.
         tol: Relative CG residual.
@@ -406,6 +412,14 @@ def select_damping(
     theta = objective.initial_parameters()
     loss_before, gradient = objective.gradient(theta)
     weight0, _ = objective.unflatten(theta)
+    # The rule is relative to the starting point: A_0 = [I 0] scores 1, but a
+    # surrogate fitted to the encoder starts at the encoder's own spectrum.
+    try:
+        start = spectral_entropy(weight0 @ weight0.T, max_rank=objective.out_dim)
+        minimum = threshold * start.normalized
+    except ValueError:
+        # A_0 = 0 has no spectrum; the threshold is then absolute.
+        minimum = threshold
     candidates = []
     for damping in grid:
         with warnings.catch_warnings():
@@ -433,7 +447,7 @@ def select_damping(
             not step.negative_curvature
             and math.isfinite(step.loss_after)
             and step.loss_after <= loss_before
-            and entropy.normalized >= threshold
+            and entropy.normalized >= minimum
         )
         candidates.append(
             DampingCandidate(
@@ -451,7 +465,8 @@ def select_damping(
         chosen = candidates[-1]
         warnings.warn(
             f"No damping in [{grid[0]:.3g}, {grid[-1]:.3g}] gave a step that keeps "
-            f"the normalised spectral entropy >= {threshold} without non-positive "
+            f"the normalised spectral entropy >= {minimum:.3g} ({threshold} x the "
+            f"starting point's) without non-positive "
             f"curvature or a loss increase; using the largest, {grid[-1]:.3g}. "
             f"Try larger dampings or a lower threshold.",
             UserWarning,

@@ -29,8 +29,8 @@ class NewtonStep:
     Attributes:
         delta_weight: Delta A, shape (out_dim, r).
         delta_bias: Delta gamma, shape (out_dim,), or None without a bias.
-        delta_alpha: The step in landmark space,
-            ``c U_r lam_r^{-1/2} Delta A^T``, shape (m, out_dim): row l is the
+        delta_alpha: The step in landmark space, ``P Delta A^T`` with ``P`` the
+            backbone's ``feature_projection``, shape (m, out_dim): row l is the
             change of landmark l's representer weight.
         loss_before: Objective at the expansion point.
         loss_after: Objective after the step (may be infinite for a too small
@@ -163,9 +163,7 @@ def _solve(
     weight, bias = objective.unflatten(delta)
     linear_weight = backbone.linear.weight
     delta_weight = weight.to(linear_weight)
-    delta_alpha = (
-        backbone.feature_scale.double() * backbone.nystrom.projection.double()
-    ) @ weight.double().T
+    delta_alpha = backbone.feature_projection.double() @ weight.double().T
     return NewtonStep(
         delta_weight=delta_weight,
         delta_bias=None if bias is None else bias.to(linear_weight),

@@ -26,6 +26,8 @@ from lightly_krepes.data._paths import (
 )
 from lightly_krepes.data._subset import select_indices
 from lightly_krepes.data.adult import (
+    ADULT_1M_NUMERIC_NOISE,
+    ADULT_1M_SWAP_RATE,
     ADULT_AUDIT_COLUMNS,
     ADULT_COLUMNS,
     ADULT_NUMERIC_COLUMNS,
@@ -33,6 +35,7 @@ from lightly_krepes.data.adult import (
     AdultData,
     AdultDataset,
     AdultPreprocessor,
+    count_duplicates,
     load_adult,
     load_adult_1m,
     read_adult_csv,
@@ -52,6 +55,8 @@ from lightly_krepes.data.fashion_mnist import (
 )
 
 __all__ = [
+    "ADULT_1M_NUMERIC_NOISE",
+    "ADULT_1M_SWAP_RATE",
     "ADULT_AUDIT_COLUMNS",
     "ADULT_COLUMNS",
     "ADULT_NUMERIC_COLUMNS",
@@ -68,6 +73,7 @@ __all__ = [
     "CIFAR10Dataset",
     "FashionMNISTDataset",
     "ImageArrayDataset",
+    "count_duplicates",
     "load_adult",
     "load_adult_1m",
     "load_cifar10",

@@ -83,6 +83,18 @@ ADULT_AUDIT_COLUMNS = (*ADULT_SENSITIVE_COLUMNS, "education", "occupation")
 MISSING = "?"
 """Marker of a missing value in the Adult files."""
 
+ADULT_1M_NUMERIC_NOISE = 0.05
+"""Default numeric jitter of :func:`load_adult_1m`, in training standard deviations."""
+
+ADULT_1M_SWAP_RATE = 0.01
+"""Default rate at which :func:`load_adult_1m` re-draws a categorical value."""
+
+# Mostly zero; only their nonzero entries are jittered, so zeros stay zeros.
+_ZERO_INFLATED = ("capital_gain", "capital_loss")
+# education_num is the rank of education (one value per category), so it follows
+# education instead of being jittered on its own.
+_DERIVED = {"education_num": "education"}
+
 _MISSING_NAME = "missing"
 _FILES = {"train": "adult.data", "test": "adult.test"}
 _LABELS = {"<=50K": 0, ">50K": 1}
@@ -313,6 +325,11 @@ class AdultData:
         source_indices: int64 array of shape (n,): row of the original file each
             sample comes from.
         resampled: Whether rows were drawn with replacement (see :meth:`resample`).
+        num_duplicates: For resampled data, the number of rows that exactly
+            repeat an earlier row (same encoded features and label), i.e. n minus
+            the number of distinct rows; None otherwise.
+        construction: For resampled data, how it was built (seed, jitter), for
+            reports; empty otherwise.
 
     References:
         - [0] KREPES, 2025, arXiv 2509.24467
@@ -333,6 +350,8 @@ class AdultData:
     split: str
     source_indices: NDArray[np.int64]
     resampled: bool = field(default=False)
+    num_duplicates: int | None = field(default=None)
+    construction: str = field(default="")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -393,37 +412,199 @@ class AdultData:
             resampled=self.resampled,
         )
 
-    def resample(self, n: int, seed: int = 0) -> AdultData:
-        """Draws ``n`` rows uniformly with replacement, reproducibly.
+    def resample(
+        self,
+        n: int,
+        seed: int = 0,
+        *,
+        numeric_noise: float = 0.0,
+        swap_rate: float = 0.0,
+    ) -> AdultData:
+        """Draws ``n`` rows uniformly with replacement, reproducibly, with jitter.
 
-        This enlarges the data set by repeating rows: it adds no new information,
-        and results on it must be reported as obtained on resampled data.
+        Without jitter (the default) this repeats rows: it adds no new
+        information, and results on it must be reported as obtained on resampled
+        data. With jitter, every drawn row is perturbed, all randomness from one
+        ``numpy.random.default_rng(seed)``:
+
+        - numeric columns get Gaussian noise of ``numeric_noise`` times the
+          column's standard deviation in this data, are rounded to integers (all
+          Adult numeric columns are counts) and clipped to the column's range
+          here; ``capital_gain`` and ``capital_loss`` are jittered only where
+          nonzero (with the std and range of their nonzero values), so their
+          zeros stay zeros;
+          ``education_num`` is not jittered but follows ``education``;
+        - each categorical value is re-drawn, with probability ``swap_rate``,
+          from the column's empirical distribution here (it may draw the same
+          value); missing values ``?`` are drawn like any other category;
+        - labels are those of the source rows.
+
+        The features are re-encoded with the unchanged :attr:`preprocessor`, so
+        they are comparable with the test split's. ``num_duplicates`` counts the
+        rows that exactly repeat an earlier one.
 
         Args:
             n: Number of rows to draw.
             seed: Seed of ``numpy.random.default_rng``.
+            numeric_noise: Numeric jitter in standard deviations, >= 0.
+            swap_rate: Probability of re-drawing each categorical value, in
+                ``[0, 1]``.
 
         Returns:
-            A new :class:`AdultData` with n rows and ``resampled=True``.
+            A new :class:`AdultData` with n rows, ``resampled=True``,
+            ``num_duplicates`` and ``construction`` set.
 
         Raises:
-            ValueError: If ``n`` is negative or the data are empty.
+            ValueError: If ``n`` is negative, the data are empty, or the jitter
+                is out of range.
+
+        References:
+            - [0] KREPES, 2025, arXiv 2509.24467
+
+        Examples:
+            >>> raw = {"age": np.array([20.0, 60.0]),
+            ...        "sex": np.array(["F", "M"], dtype=object)}
+            >>> prep = AdultPreprocessor.fit(raw, columns=("age", "sex"))
+            >>> data = AdultData(torch.from_numpy(prep.transform(raw)),
+            ...                  torch.tensor([0, 1]), raw, prep, "train",
+            ...                  np.arange(2))
+            >>> copies = data.resample(100, seed=0)
+            >>> copies.num_duplicates
+            98
+            >>> jittered = data.resample(100, seed=0, numeric_noise=0.1)
+            >>> jittered.num_duplicates < copies.num_duplicates
+            True
         """
         if n < 0:
             raise ValueError(f"n must be non-negative, got {n}.")
         if len(self) == 0:
             raise ValueError("Cannot resample an empty data set.")
-        index = np.random.default_rng(seed).integers(0, len(self), size=n)
+        if not 0.0 <= numeric_noise < float("inf"):
+            raise ValueError(
+                f"numeric_noise must be a finite number >= 0 (in standard "
+                f"deviations), got {numeric_noise}."
+            )
+        if not 0.0 <= swap_rate <= 1.0:
+            raise ValueError(f"swap_rate must be in [0, 1], got {swap_rate}.")
+        rng = np.random.default_rng(seed)
+        index = rng.integers(0, len(self), size=n)
         out = self.subset(index)
+        jittered = numeric_noise > 0 or swap_rate > 0
+        if jittered:
+            raw = _jitter(self.raw, out.raw, rng, numeric_noise, swap_rate)
+            features = torch.from_numpy(self.preprocessor.transform(raw))
+        else:
+            raw, features = out.raw, out.features
+        construction = (
+            f"{n} rows drawn uniformly with replacement from the {len(self)} rows "
+            f"of the {self.split} split (numpy default_rng seed {seed})"
+        )
+        if jittered:
+            construction += (
+                f"; numeric jitter {numeric_noise:g} std (rounded, clipped, "
+                f"nonzero capital only, education_num follows education); "
+                f"categorical values re-drawn from the empirical distribution at "
+                f"rate {swap_rate:g}"
+            )
         return AdultData(
-            features=out.features,
+            features=features,
             labels=out.labels,
-            raw=out.raw,
+            raw=raw,
             preprocessor=out.preprocessor,
             split=out.split,
             source_indices=out.source_indices,
             resampled=True,
+            num_duplicates=count_duplicates(features, out.labels),
+            construction=construction,
         )
+
+
+def _jitter(
+    source: RawColumns,
+    drawn: RawColumns,
+    rng: np.random.Generator,
+    numeric_noise: float,
+    swap_rate: float,
+) -> RawColumns:
+    """Jittered copies of the drawn raw columns, see :meth:`AdultData.resample`."""
+    out: RawColumns = {}
+    n = len(next(iter(drawn.values())))
+    # One fixed order of random draws per column, so a seed fixes the result.
+    for name, column in drawn.items():
+        if name in _DERIVED and _DERIVED[name] in drawn:
+            continue
+        if name not in ADULT_NUMERIC_COLUMNS:
+            if swap_rate > 0:
+                column = column.copy()
+                swap = np.flatnonzero(rng.random(n) < swap_rate)
+                pick = rng.integers(0, len(source[name]), swap.size)
+                column[swap] = source[name][pick]
+            out[name] = column
+            continue
+        values = np.asarray(column, dtype=np.float64).copy()
+        reference = np.asarray(source[name], dtype=np.float64)
+        reference = reference[np.isfinite(reference)]
+        noisy = np.isfinite(values)
+        if name in _ZERO_INFLATED:
+            noisy &= values != 0
+            reference = reference[reference != 0]
+        noise = rng.standard_normal(n)
+        if numeric_noise > 0 and reference.size:
+            scale = numeric_noise * float(reference.std())
+            jittered = np.rint(values + scale * noise)
+            jittered = np.clip(jittered, reference.min(), reference.max())
+            values[noisy] = jittered[noisy]
+        out[name] = values
+    for name, parent in _DERIVED.items():
+        if name in drawn and parent in drawn:
+            out[name] = _follow(source[name], source[parent], out[parent], drawn[name])
+    return {name: out[name] for name in drawn}
+
+
+def _follow(
+    values: NDArray[Any],
+    parent: NDArray[Any],
+    new_parent: NDArray[Any],
+    fallback: NDArray[Any],
+) -> NDArray[np.float64]:
+    """The value that goes with each new parent category (its most common one)."""
+    table: dict[str, dict[float, int]] = {}
+    for category, value in zip(parent, np.asarray(values, np.float64), strict=True):
+        counts = table.setdefault(str(category), {})
+        counts[float(value)] = counts.get(float(value), 0) + 1
+    modal = {c: max(counts, key=lambda v: counts[v]) for c, counts in table.items()}
+    old = np.asarray(fallback, dtype=np.float64)
+    return np.array(
+        [modal.get(str(c), o) for c, o in zip(new_parent, old, strict=True)],
+        dtype=np.float64,
+    )
+
+
+def count_duplicates(features: Tensor, labels: Tensor) -> int:
+    """Number of rows that exactly repeat an earlier row (features and label).
+
+    Args:
+        features: Tensor of shape (n, D).
+        labels: Tensor of shape (n,).
+
+    Returns:
+        n minus the number of distinct ``(features, label)`` rows.
+
+    Examples:
+        >>> count_duplicates(torch.tensor([[0.0], [0.0], [1.0]]), torch.zeros(3))
+        1
+    """
+    n = int(features.shape[0])
+    if n == 0:
+        return 0
+    rows = np.ascontiguousarray(features.detach().cpu().numpy().reshape(n, -1))
+    # Bytes of each row as one key: a lexicographic sort without an (n, D) copy
+    # per column; -0.0 and 0.0 differ here, which the encoding never produces.
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))
+    _, inverse = np.unique(keys.ravel(), return_inverse=True)
+    _, label_codes = np.unique(labels.cpu().numpy(), return_inverse=True)
+    combined = inverse.astype(np.int64) * (int(label_codes.max()) + 1) + label_codes
+    return n - int(np.unique(combined).size)
 
 
 def _find_files(root: Path, split: str) -> list[Path]:
@@ -526,28 +707,52 @@ def load_adult_1m(
     *,
     split: str = "train",
     drop: Sequence[str] = (),
+    numeric_noise: float = ADULT_1M_NUMERIC_NOISE,
+    swap_rate: float = ADULT_1M_SWAP_RATE,
 ) -> AdultData:
-    """Builds "Adult-1M": ``n`` rows resampled with replacement from an Adult split.
+    """Builds "Adult-1M": ``n`` jittered rows resampled from ``adult.data``.
 
     The KREPES paper evaluates on a one-million-row enlargement of Adult. This
-    reproduces it by drawing rows of the preprocessed split uniformly with
-    replacement with a fixed seed: it is resampled, not new data, and results on it
-    must say so. ``source_indices`` gives the original row of each sample. The
+    builds one from the 32,561 training rows only, seeded, so that ``adult.test``
+    stays untouched for evaluation (``load_adult("test")``). Construction (see
+    :meth:`AdultData.resample`):
+
+    1. draw n rows of ``adult.data`` uniformly with replacement
+       (``numpy.random.default_rng(seed)``; ``source_indices`` gives each one's
+       row);
+    2. numeric columns: Gaussian noise of ``numeric_noise`` training standard
+       deviations, rounded to integers and clipped to the training range;
+       ``capital_gain`` / ``capital_loss`` only where nonzero; ``education_num``
+       follows ``education``;
+    3. categorical columns: each value re-drawn from the training distribution
+       with probability ``swap_rate``;
+    4. labels kept from the source rows; features encoded with the preprocessing
+       fitted on the original ``adult.data``, as for the test split.
+
+    The result still holds exact duplicates (most rows share their categorical
+    pattern, and the numeric noise is rounded): ``num_duplicates`` counts them
+    and ``construction`` states the recipe; report both with results on it.
+    ``numeric_noise=0, swap_rate=0`` gives plain resampling (copies of rows). The
     features take ``n * 108 * 4`` bytes (about 430 MB for one million rows).
 
     Args:
         root: Data root (see :func:`load_adult`).
         n: Number of rows.
         seed: Seed of ``numpy.random.default_rng``.
-        split: Split to resample, ``"train"`` by default.
-        drop: Original features to leave out of ``features``.
+        split: Must be ``"train"``: the test split is for evaluation only.
+        drop: Original features to leave out of ``features`` (they are jittered
+            in ``raw`` all the same).
+        numeric_noise: Numeric jitter in training standard deviations, >= 0.
+        swap_rate: Probability of re-drawing each categorical value, in [0, 1].
 
     Returns:
-        :class:`AdultData` with n rows and ``resampled=True``.
+        :class:`AdultData` with n rows, ``resampled=True``, ``num_duplicates``
+        and ``construction``.
 
     Raises:
         FileNotFoundError: If a file is missing.
-        ValueError: If ``n`` is negative or an argument is unknown.
+        ValueError: If ``split`` is not ``"train"``, ``n`` is negative, the
+            jitter is out of range, or a dropped feature is unknown.
 
     References:
         - [0] KREPES, 2025, arXiv 2509.24467
@@ -555,10 +760,19 @@ def load_adult_1m(
 
     Examples:
         >>> big = load_adult_1m(n=1_000_000, seed=0)  # doctest: +SKIP
-        >>> len(big), big.resampled  # doctest: +SKIP
-        (1000000, True)
+        >>> len(big), big.resampled, big.num_duplicates  # doctest: +SKIP
+        (1000000, True, ...)
+        >>> test = load_adult("test")  # doctest: +SKIP
     """
-    return load_adult(split, root, drop=drop).resample(n, seed=seed)
+    if check_split(split) != "train":
+        raise ValueError(
+            f"Adult-1M is built from adult.data only, got split={split!r}: "
+            f"adult.test stays untouched for evaluation. Evaluate on "
+            f"load_adult('test')."
+        )
+    return load_adult("train", root, drop=drop).resample(
+        n, seed=seed, numeric_noise=numeric_noise, swap_rate=swap_rate
+    )
 
 
 class AdultDataset(Dataset[tuple[Any, Any]]):

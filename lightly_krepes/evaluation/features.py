@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
+
+from lightly_krepes._inputs import iter_split_batches
 
 
 class ExtractedFeatures(NamedTuple):
@@ -26,19 +28,6 @@ class ExtractedFeatures(NamedTuple):
     labels: Tensor | None
 
 
-def _split_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
-    if isinstance(batch, Tensor):
-        return batch, None
-    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
-        labels = batch[1] if len(batch) > 1 and isinstance(batch[1], Tensor) else None
-        return batch[0], labels
-    raise TypeError(
-        "Expected batches that are tensors or tuples whose first element is a tensor "
-        f"(e.g. (inputs, labels)), got {type(batch).__name__}. For multi-view "
-        f"batches, extract features of one view."
-    )
-
-
 def _default_device(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
@@ -47,7 +36,7 @@ def _default_device(model: nn.Module) -> torch.device:
 
 def extract_features(
     model: nn.Module,
-    data: Tensor | Iterable[Any],
+    data: Tensor | Dataset[Any] | Iterable[Any],
     batch_size: int = 256,
     device: torch.device | str | None = None,
     progress: bool = True,
@@ -61,10 +50,13 @@ def extract_features(
 
     Args:
         model: The frozen model, e.g. a backbone or a KREPES kernel backbone.
-        data: Tensor of shape (n, ...) of inputs, split into ``batch_size``
-            chunks, or an iterable of batches such as a ``DataLoader`` whose
-            batches are tensors or tuples ``(inputs, labels, ...)``.
-        batch_size: Rows per batch when ``data`` is a tensor (ignored otherwise).
+        data: Tensor of shape (n, ...) of inputs; a map-style data set
+            (``__len__`` and ``__getitem__``, e.g. ``lightly.data.LightlyDataset``)
+            whose items are tensors, ``(input, label, ...)`` tuples or Lightly
+            multi-view items (the first view is used); or an iterable of batches
+            such as a ``DataLoader``; see :mod:`lightly_krepes._inputs`.
+        batch_size: Samples per batch for tensors and data sets (a loader keeps
+            its own batches).
         device: Device the inputs are moved to; None uses the device of the
             model's first parameter or buffer (the CPU if it has none).
         progress: Show a tqdm progress bar.
@@ -75,8 +67,10 @@ def extract_features(
         both on the CPU.
 
     Raises:
-        TypeError: If a batch is neither a tensor nor a tuple starting with one.
-        ValueError: If ``batch_size`` is not positive or ``data`` is empty.
+        TypeError: If an item or batch holds no tensor input (e.g. a PIL image:
+            add a ``ToTensor`` transform).
+        ValueError: If ``batch_size`` is not positive, ``data`` is empty, or
+            samples differ in shape or hold NaN or infinite values.
 
     References:
         - [0] KREPES, 2025, arXiv 2509.24467
@@ -88,13 +82,8 @@ def extract_features(
         >>> features.shape, labels, model.training
         (torch.Size([10, 2]), None, True)
     """
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
     target = torch.device(device) if device is not None else _default_device(model)
-    batches: Iterable[Any] = (
-        torch.split(data, int(batch_size)) if isinstance(data, Tensor) else data
-    )
-    total = len(batches) if isinstance(batches, Sized) else None
+    batches = iter_split_batches(data, batch_size, progress=progress, desc="features")
 
     modes = [(module, module.training) for module in model.modules()]
     features: list[Tensor] = []
@@ -102,10 +91,7 @@ def extract_features(
     try:
         model.eval()
         with torch.no_grad():
-            for batch in tqdm(
-                batches, total=total, disable=not progress, desc="features"
-            ):
-                inputs, batch_labels = _split_batch(batch)
+            for inputs, batch_labels in batches:
                 output = model(inputs.to(target))
                 if flatten:
                     output = output.flatten(start_dim=1)
@@ -115,8 +101,6 @@ def extract_features(
     finally:
         for module, mode in modes:
             module.train(mode)
-    if not features:
-        raise ValueError("data is empty: no batch was produced.")
     if labels and len(labels) != len(features):
         raise ValueError("Some batches carried labels and others did not.")
     return ExtractedFeatures(

@@ -131,11 +131,14 @@ def fill_uniformly(
     extra = rest[torch.randperm(rest.numel(), generator=generator)[: m - k]]
     warnings.warn(
         f"select_landmarks(method={method!r}): {reason} The numerical rank of the "
-        f"kernel on these {n} samples was reached at {k} pivot(s), below m={m}, so "
-        f"the remaining {m - k} landmark(s) were drawn uniformly at random from the "
-        f"unselected samples; they add (almost) nothing to a Nyström approximation. "
-        f"Ask for fewer landmarks (m <= {k}), remove duplicated samples, or use a "
-        f"kernel of higher rank (e.g. RBF instead of Linear).",
+        f"kernel on these {n} samples, at the precision of the selection's working "
+        f"dtype, was reached at {k} pivot(s), below m={m}, so the remaining {m - k} "
+        f"landmark(s) were drawn uniformly at random from the unselected samples; "
+        f"they add only directions below that precision (a KernelBackbone, which "
+        f"forms its landmark Gram in float64, keeps them but damps them). Ask for "
+        f"fewer landmarks (m <= {k}), select in float64 (pass float64 samples and "
+        f"network), remove duplicated samples, or use a kernel of higher rank (e.g. "
+        f"RBF instead of Linear).",
         UserWarning,
         stacklevel=3,
     )

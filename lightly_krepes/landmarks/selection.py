@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sized
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from lightly_krepes._inputs import gather, is_map_style, pool_indices
 from lightly_krepes._validation import check_samples
 from lightly_krepes.kernels.base import Kernel
 from lightly_krepes.landmarks._cached import CachedFeatureKernel
@@ -65,15 +65,20 @@ def select_landmarks(
 
     With ``pool_size`` the method runs on a uniform random pool of that many
     samples, which bounds time and memory on large data sets (the brief's advice
-    for RPCholesky); the indices are mapped back to ``x``. A data set is read only
-    at the pool's items. If the kernel's numerical rank on the candidates is below
+    for RPCholesky); the indices are mapped back to ``x``. The pool is the one
+    :func:`lightly_krepes._inputs.collect_pool` draws for the same seed, so
+    ``select_landmarks(x, ..., seed=s, pool_size=p)`` picks the landmarks of
+    ``KernelBackbone.from_data(x, ..., seed=s, pool_size=p)``. A data set is read
+    only at the pool's items. If the kernel's numerical rank on the candidates is below
     m (e.g. duplicated samples), the missing landmarks are drawn uniformly from the
     unselected candidates and a UserWarning says so.
 
     Args:
         x: Tensor of shape (n, ...), one sample per row, or a map-style data set of
-            length n whose items are tensors or tuples whose first element is a
-            tensor (e.g. ``(image, label)``).
+            length n (``__len__`` and ``__getitem__``, e.g.
+            ``lightly.data.LightlyDataset``) whose items are tensors, tuples whose
+            first element is a tensor (e.g. ``(image, label)``) or Lightly
+            multi-view items ``([view0, ...], label, filename)`` (first view).
         kernel: The kernel.
         m: Number of landmarks, 1 <= m <= n (and m <= ``pool_size``).
         method: One of :data:`LANDMARK_METHODS`.
@@ -95,8 +100,9 @@ def select_landmarks(
 
     Raises:
         TypeError: If ``kernel`` is not a Kernel, ``x`` is neither a tensor nor a
-            sized data set, the samples are not floating point tensors, or a data
-            set item is not a tensor (or a tuple starting with one).
+            map-style data set, the samples are not floating point tensors, or a
+            data set item holds no tensor (e.g. a PIL image: add a ``ToTensor``
+            transform).
         ValueError: If ``x`` is empty or has NaN or infinite values, ``m < 1``,
             ``m > n``, ``pool_size < m``, ``block_size < 1``, the method is
             unknown, or data set items differ in shape.
@@ -130,12 +136,16 @@ def select_landmarks(
     m = check_num_landmarks(m, n)
     block_size = check_block_size(block_size)
     generator = make_generator(seed)
-    pool = _draw_pool(n, m, pool_size, generator)
+    _check_pool_size(pool_size, m, n)
+    # The package's one pool sampler, with a generator of its own for an integer
+    # seed: the pool equals collect_pool(x, pool_size, seed)'s, and selecting in
+    # it equals select_landmarks(pool, seed=seed), as KernelBackbone.from_data does.
+    pool = pool_indices(n, pool_size, seed)
     num_candidates = n if pool is None else int(pool.numel())
     if method == "uniform":
         local = uniform_landmarks(num_candidates, m, seed=generator)
     else:
-        candidates = _gather(x, pool)
+        candidates = gather(x, pool, name="x")
         if device is not None:
             candidates = candidates.to(device)
         cached = CachedFeatureKernel.build(kernel, candidates)
@@ -163,12 +173,15 @@ def _num_samples(x: Tensor | Dataset[Any]) -> int:
     """Number of samples of a tensor or data set, rejecting empty and bad input."""
     if isinstance(x, Tensor):
         check_samples(x, "x")
-    elif not (isinstance(x, Sized) and hasattr(x, "__getitem__")):
+    elif not is_map_style(x):
         raise TypeError(
             f"x must be a tensor of shape (n, ...) or a map-style data set with "
-            f"__len__ and __getitem__, got {type(x).__name__}."
+            f"__len__ and __getitem__ (e.g. lightly.data.LightlyDataset), got "
+            f"{type(x).__name__}. The landmarks are returned as indices into x; for "
+            f"a DataLoader, collect a pool first with "
+            f"lightly_krepes._inputs.collect_pool(loader, pool_size, seed)."
         )
-    n = len(x)
+    n = len(x)  # type: ignore[arg-type]
     if n == 0:
         raise ValueError(
             "x is empty: there are no samples to select landmarks from. Pass at "
@@ -177,12 +190,9 @@ def _num_samples(x: Tensor | Dataset[Any]) -> int:
     return n
 
 
-def _draw_pool(
-    n: int, m: int, pool_size: int | None, generator: torch.Generator
-) -> Tensor | None:
-    """Sorted uniform pool of candidate indices, or None to use all n samples."""
+def _check_pool_size(pool_size: int | None, m: int, n: int) -> None:
     if pool_size is None:
-        return None
+        return
     if isinstance(pool_size, bool) or not isinstance(pool_size, int):
         raise TypeError(
             f"pool_size must be an integer or None, got {type(pool_size).__name__}."
@@ -193,42 +203,3 @@ def _draw_pool(
             f"within the pool. Raise pool_size to at least m, lower m, or pass "
             f"pool_size=None to use all {n} samples."
         )
-    if pool_size >= n:
-        return None
-    # Sorted, so that a data set is read in order (friendlier to disk caches).
-    return torch.randperm(n, generator=generator)[:pool_size].sort().values
-
-
-def _gather(x: Tensor | Dataset[Any], pool: Tensor | None) -> Tensor:
-    """The candidate samples: rows of a tensor or stacked items of a data set."""
-    if isinstance(x, Tensor):
-        return x if pool is None else x[pool.to(x.device)]
-    indices = range(len(x)) if pool is None else pool.tolist()  # type: ignore[arg-type]
-    samples = [_first_tensor(x[i], i) for i in indices]
-    try:
-        return torch.stack([s.detach() for s in samples])
-    except RuntimeError as error:
-        shapes = sorted({tuple(s.shape) for s in samples})
-        raise ValueError(
-            f"The data set items have different shapes {shapes[:5]} (or devices), "
-            f"so they cannot be stacked into one batch. Resize them to one shape, "
-            f"e.g. with a transform."
-        ) from error
-
-
-def _first_tensor(item: Any, index: int) -> Tensor:
-    if isinstance(item, Tensor):
-        return item
-    if isinstance(item, list | tuple) and item and isinstance(item[0], Tensor):
-        return item[0]
-    raise TypeError(
-        f"Data set items must be tensors or tuples whose first element is a tensor "
-        f"(e.g. (image, label)), but item {index} is a {type(item).__name__}"
-        + (
-            f" whose first element is a {type(item[0]).__name__}"
-            if isinstance(item, list | tuple) and item
-            else ""
-        )
-        + ". Add a transform that returns tensors, e.g. "
-        "torchvision.transforms.ToTensor()."
-    )

@@ -6,15 +6,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
+from lightly_krepes._inputs import iter_batches
 from lightly_krepes._validation import check_samples
 from lightly_krepes.kernels.base import FeatureKernel, Kernel
 from lightly_krepes.kernels.features import KernelFeatures
@@ -30,17 +30,6 @@ class _LandmarkSide:
 
     dense_map: Tensor | None
     landmark_features: KernelFeatures
-
-
-def _first_tensor(item: Any) -> Tensor:
-    if isinstance(item, Tensor):
-        return item
-    if isinstance(item, list | tuple) and item and isinstance(item[0], Tensor):
-        return item[0]
-    raise TypeError(
-        "Expected batches that are tensors or tuples whose first element is a tensor "
-        f"(e.g. (images, labels)), got {type(item).__name__}."
-    )
 
 
 def default_rcond(num_landmarks: int, dtype: torch.dtype) -> float:
@@ -155,11 +144,15 @@ class Nystrom(nn.Module):
         with torch.no_grad():
             if self.kernel.has_features:
                 feats = self._landmark_features()
-                gram = feats.cross(feats)
-                gram = 0.5 * (gram + gram.T)
+                # The Gram of the (m, D) landmark features is formed in float64:
+                # it is only m rows, and its small eigenvalues are then resolved to
+                # float64 precision, so the cut-off may follow float64 (rcond).
+                wide = feats.to(torch.float64)
+                gram = wide.cross(wide)
             else:
                 feats = None
                 gram = self.kernel(self.landmarks)
+            gram = 0.5 * (gram + gram.T)
         lam, vecs = torch.linalg.eigh(gram.double())
         lam, vecs = lam.flip(0), vecs.flip(1)
         lam_max = float(lam[0])
@@ -323,36 +316,26 @@ class Nystrom(nn.Module):
         """Streams a large input through the map without gradients.
 
         Args:
-            data: A tensor of shape (n, ...), a dataset whose items are tensors or
-                tuples starting with a tensor, or an iterable of such batches (e.g. a
-                DataLoader).
+            data: A tensor of shape (n, ...), a map-style data set (``__len__``
+                and ``__getitem__``, e.g. ``lightly.data.LightlyDataset``) whose
+                items are tensors, ``(input, label, ...)`` tuples or Lightly
+                multi-view items (first view), or an iterable of such batches
+                (e.g. a DataLoader); see :mod:`lightly_krepes._inputs`.
             batch_size: Samples per batch for tensors and datasets.
             progress: Show a tqdm progress bar.
 
         Returns:
             Tensor of shape (n, r) on the landmarks' device.
+
+        Raises:
+            TypeError: If an item or batch holds no tensor (e.g. a PIL image).
+            ValueError: If ``data`` is empty, ``batch_size`` is not positive, or
+                samples differ in shape or hold NaN or infinite values.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-        batches: Iterator[Any]
-        total: int | None
-        if isinstance(data, Tensor):
-            batches = (
-                data[i : i + batch_size] for i in range(0, len(data), batch_size)
-            )
-            total = -(-len(data) // batch_size)
-        elif isinstance(data, Dataset):
-            loader: DataLoader[Any] = DataLoader(data, batch_size=batch_size)
-            batches, total = iter(loader), len(loader)
-        else:
-            batches, total = iter(data), None
         outputs = []
         with torch.no_grad():
-            for batch in tqdm(batches, total=total, disable=not progress, desc="phi"):
-                x = _first_tensor(batch).to(self.landmarks.device)
-                outputs.append(self(x))
-        if not outputs:
-            raise ValueError("data is empty.")
+            for x in iter_batches(data, batch_size, progress=progress, desc="phi"):
+                outputs.append(self(x.to(self.landmarks.device)))
         return torch.cat(outputs)
 
     def extra_repr(self) -> str:

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from lightly_krepes.attribution import (
+    LandmarkExpansion,
     feature_alignment_gap,
     feature_consistency,
-    sample_specific_influence,
 )
 from lightly_krepes.backbone import KernelBackbone
 from lightly_krepes.kernels import RBF
@@ -79,13 +79,29 @@ class TestFeatureConsistency:
 
 
 class TestFeatureAlignmentGap:
-    def test_feature_alignment_gap__matches_definition_for_top_one(self) -> None:
+    @pytest.mark.parametrize("score", ["signed", "sample_specific"])
+    def test_feature_alignment_gap__matches_definition_for_top_one(
+        self, score: str
+    ) -> None:
         backbone = _backbone()
         x = _tabular(9, seed=1)
-        result = feature_alignment_gap(backbone, x, 0, 6.0, top_k=1, num_random=4)
-        influence = sample_specific_influence(backbone, x)
+        expansion = LandmarkExpansion(backbone)
+        result = feature_alignment_gap(
+            expansion,
+            x,
+            0,
+            6.0,
+            top_k=1,
+            num_random=4,
+            score=score,  # type: ignore[arg-type]
+        )
+        scores = (
+            expansion.scores(x)
+            if score == "signed"
+            else expansion.sample_specific_influence(x)
+        )
         consistency = feature_consistency(x, backbone.landmarks, 0, 6.0)
-        expected_psi = consistency.gather(1, influence.argmax(1, keepdim=True))[:, 0]
+        expected_psi = consistency.gather(1, scores.argmax(1, keepdim=True))[:, 0]
         torch.testing.assert_close(result.psi, expected_psi)
         torch.testing.assert_close(result.per_sample, result.psi - result.psi_random)
         assert result.gap == pytest.approx(float(result.per_sample.mean()))
@@ -128,6 +144,8 @@ class TestFeatureAlignmentGap:
             feature_alignment_gap(backbone, x, 0, 6.0, top_k=0)
         with pytest.raises(ValueError, match="num_random"):
             feature_alignment_gap(backbone, x, 0, 6.0, num_random=0)
+        with pytest.raises(ValueError, match="score must be"):
+            feature_alignment_gap(backbone, x, 0, 6.0, score="norm")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="weights must have shape"):
             feature_alignment_gap(
                 backbone, x, 0, 6.0, weights=torch.ones(3, 4, dtype=torch.float64)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from lightly_krepes.attribution import (
     Direction,
     LandmarkAttribution,
+    LandmarkExpansion,
     Similarity,
     TargetSpec,
 )
@@ -59,17 +60,19 @@ class TestLandmarkAttribution:
         assert explainer.multiplies_by_inputs is True
         assert explainer.has_convergence_delta() is True
         assert explainer.get_name() == "Landmark Attribution"
+        assert explainer.forward_func is explainer.backbone
 
     @pytest.mark.parametrize("make", [_rbf_backbone, _entk_backbone])
-    def test_attribute__contributions_with_zero_convergence_delta(
-        self, make: type
-    ) -> None:
+    def test_attribute__raw_terms_with_zero_convergence_delta(self, make: type) -> None:
         backbone = make()
-        explainer = LandmarkAttribution(backbone)
+        expansion = LandmarkExpansion(backbone, regularize=False, center=False)
+        explainer = LandmarkAttribution(expansion)
         x = _data(B, seed=2)
         contributions = backbone.contributions(x).detach()
         v = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+        own = torch.nn.functional.normalize(contributions.sum(1), dim=1)
         cases: list[tuple[TargetSpec, Tensor]] = [
+            (None, torch.einsum("bmh,bh->bm", contributions, own)),
             (1, contributions[:, :, 1]),
             ([2, 0, 1, 1, 0], contributions[torch.arange(B), :, [2, 0, 1, 1, 0]]),
             (Direction(v), contributions @ v),
@@ -85,6 +88,16 @@ class TestLandmarkAttribution:
             wrong = explainer.compute_convergence_delta(attributions * 1.1, x, target)
             assert float(wrong.abs().max()) > 1e-6
 
+    def test_convergence_delta__is_the_refit_residual(self) -> None:
+        backbone = _rbf_backbone()
+        explainer = LandmarkAttribution(LandmarkExpansion(backbone, eta=1e-2))
+        x = _data(B, seed=2)
+        _, delta = explainer.attribute(x, target=0, return_convergence_delta=True)
+        with torch.no_grad():
+            residual = explainer.expansion.outputs(x)[:, 0] - backbone(x)[:, 0]
+        torch.testing.assert_close(delta, residual)
+        assert float(delta.abs().max()) > 1e-6
+
     def test_attribute__tuple_inputs_give_tuple(self) -> None:
         explainer = LandmarkAttribution(_rbf_backbone())
         x = _data(B, seed=2)
@@ -94,13 +107,14 @@ class TestLandmarkAttribution:
         with pytest.raises(ValueError, match="single input"):
             explainer.attribute((x, x), target=0)
 
-    def test_attribute__runs_under_no_grad_and_ignores_batching(self) -> None:
+    def test_attribute__reenables_grad_under_no_grad(self) -> None:
         explainer = LandmarkAttribution(_entk_backbone())
-        x = _data(7, seed=2)
-        full = explainer.attribute(x, target=2)
+        x = _data(4, seed=2).requires_grad_(True)
         with torch.no_grad():
-            batched = explainer.attribute(x, target=2, batch_size=3)
-        torch.testing.assert_close(batched, full, rtol=1e-12, atol=1e-12)
+            attributions = explainer.attribute(x)
+        assert attributions.requires_grad
+        attributions.sum().backward()
+        assert x.grad is not None
 
     def test_attribute__matches_integrated_gradients_on_mask(self) -> None:
         explainer = LandmarkAttribution(_rbf_backbone())
@@ -113,7 +127,7 @@ class TestLandmarkAttribution:
         )
         torch.testing.assert_close(explainer.attribute(x, target=1), ig)
 
-    def test_attribute__delta_alpha_completes_its_own_expansion(self) -> None:
+    def test_attribute__step_completes_its_own_expansion(self) -> None:
         backbone = _rbf_backbone()
         delta_alpha = _data(M, seed=8, d=H)
         explainer = LandmarkAttribution(backbone, weights=delta_alpha)
@@ -121,13 +135,15 @@ class TestLandmarkAttribution:
         attributions, delta = explainer.attribute(
             x, target=0, return_convergence_delta=True
         )
-        rows = backbone.nystrom.kernel(x, backbone.landmarks)
-        torch.testing.assert_close(attributions, rows * delta_alpha[:, 0])
-        assert float(delta.abs().max()) < 1e-12
+        expansion = explainer.expansion
+        torch.testing.assert_close(
+            attributions, expansion.rows(x) * expansion.weights[:, 0]
+        )
+        raw = backbone.nystrom.landmark_kernel(x) @ delta_alpha
+        torch.testing.assert_close(delta, expansion.outputs(x)[:, 0] - raw[:, 0])
 
     def test_metrics__infidelity_on_mask_and_sensitivity_max(self) -> None:
-        backbone = _rbf_backbone()
-        explainer = LandmarkAttribution(backbone)
+        explainer = LandmarkAttribution(_rbf_backbone())
         x = _data(B, seed=2)
         attributions = explainer.attribute(x, target=2)
         torch.manual_seed(0)
@@ -141,7 +157,7 @@ class TestLandmarkAttribution:
             n_perturb_samples=5,
         )
         assert float(score.abs().max()) < 1e-20
-        for target in (2, Direction(torch.ones(H, dtype=torch.float64))):
+        for target in (None, 2, Direction(torch.ones(H, dtype=torch.float64))):
             sensitivity = sensitivity_max(
                 explainer.attribute, x, target=target, n_perturb_samples=4
             )
@@ -156,6 +172,8 @@ class TestLandmarkAttribution:
             explainer.compute_convergence_delta(torch.zeros(B, M + 1), x)
         with pytest.raises(ValueError, match="out of range"):
             explainer.attribute(x, target=H)
+        with pytest.raises(TypeError, match="Unknown target"):
+            explainer.attribute(x, target="dim")
         bad = x.clone()
         bad[0, 0] = float("nan")
         with pytest.raises(ValueError, match="NaN or infinite"):

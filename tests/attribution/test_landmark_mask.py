@@ -6,7 +6,13 @@ from captum.attr import FeatureAblation, IntegratedGradients, ShapleyValueSampli
 from captum.metrics import infidelity
 from torch import Tensor
 
-from lightly_krepes.attribution import Direction, LandmarkMask, Similarity
+from lightly_krepes.attribution import (
+    Direction,
+    LandmarkExpansion,
+    LandmarkMask,
+    OwnDirection,
+    Similarity,
+)
 from lightly_krepes.backbone import KernelBackbone
 from lightly_krepes.kernels import RBF, Linear
 
@@ -40,34 +46,36 @@ def _perturb(inputs: Tensor) -> tuple[Tensor, Tensor]:
 
 class TestLandmarkMask:
     @pytest.mark.parametrize("linear", [False, True])
-    def test_forward__ones_give_output_zeros_give_bias(self, linear: bool) -> None:
-        backbone = _backbone(linear)
-        model = LandmarkMask(backbone)
+    def test_forward__ones_give_output_zeros_give_offset(self, linear: bool) -> None:
+        expansion = LandmarkExpansion(_backbone(linear), eta=1e-3)
+        model = LandmarkMask(expansion)
         x = _data(B, seed=2)
-        torch.testing.assert_close(model(_ones(), x), backbone(x).detach())
-        bias = backbone.linear.bias
-        assert bias is not None
+        torch.testing.assert_close(model(_ones(), x), expansion.outputs(x))
         torch.testing.assert_close(
-            model(torch.zeros(B, M, dtype=torch.float64), x), bias.detach().expand(B, H)
+            model(torch.zeros(B, M, dtype=torch.float64), x),
+            expansion.offset.expand(B, H),
         )
 
-    def test_forward__gates_each_contribution(self) -> None:
+    def test_forward__raw_plain_expansion_is_the_backbone(self) -> None:
         backbone = _backbone()
+        model = LandmarkMask(
+            LandmarkExpansion(backbone, regularize=False, center=False)
+        )
         x = _data(B, seed=2)
         mask = _data(B, seed=3, d=M)
         expected = torch.einsum("bm,bmh->bh", mask, backbone.contributions(x))
         torch.testing.assert_close(
-            LandmarkMask(backbone)(mask, x), (expected + backbone.linear.bias).detach()
+            model(mask, x), (expected + backbone.linear.bias).detach()
         )
 
     @pytest.mark.parametrize(
         "method", [IntegratedGradients, FeatureAblation, ShapleyValueSampling]
     )
-    def test_captum_methods__return_exact_contributions(self, method: type) -> None:
-        backbone = _backbone()
-        model = LandmarkMask(backbone)
+    def test_captum_methods__return_exact_terms(self, method: type) -> None:
+        # The default expansion: ridge-refit weights and a reference row.
+        model = LandmarkMask(_backbone())
         x = _data(B, seed=2)
-        contributions = backbone.contributions(x).detach()
+        terms = model.expansion.contributions(x).detach()
         explainer = method(model)
         for target in (0, 2, [0, 1, 2, 1, 0]):
             kwargs = {"n_samples": 3} if method is ShapleyValueSampling else {}
@@ -79,7 +87,7 @@ class TestLandmarkMask:
                 **kwargs,
             )
             index = torch.tensor(target).expand(B)
-            expected = contributions[torch.arange(B), :, index]
+            expected = terms[torch.arange(B), :, index]
             if method is FeatureAblation:
                 # Exact in float64: ablating landmark j changes the output by c_j.
                 torch.testing.assert_close(
@@ -92,17 +100,35 @@ class TestLandmarkMask:
                     attributions.double(), expected, rtol=1e-6, atol=1e-9
                 )
 
-    def test_infidelity__zero_for_contributions_not_for_others(self) -> None:
-        backbone = _backbone()
-        model = LandmarkMask(backbone)
+    @pytest.mark.parametrize(
+        "method", [IntegratedGradients, FeatureAblation, ShapleyValueSampling]
+    )
+    def test_captum_methods__return_default_scores_with_own_direction(
+        self, method: type
+    ) -> None:
+        model = LandmarkMask(_backbone(), target=OwnDirection())
         x = _data(B, seed=2)
-        contributions = backbone.contributions(x).detach()[:, :, 1]
+        kwargs = {"n_samples": 3} if method is ShapleyValueSampling else {}
+        attributions = method(model).attribute(
+            _ones(), baselines=0.0, additional_forward_args=(x,), **kwargs
+        )
+        torch.testing.assert_close(
+            attributions.double(),
+            model.expansion.scores(x).detach(),
+            rtol=1e-6,
+            atol=1e-9,
+        )
+
+    def test_infidelity__zero_for_terms_not_for_others(self) -> None:
+        model = LandmarkMask(_backbone())
+        x = _data(B, seed=2)
+        terms = model.expansion.contributions(x).detach()[:, :, 1]
         torch.manual_seed(0)
         exact = infidelity(
             model,
             _perturb,
             _ones(),
-            contributions,
+            terms,
             additional_forward_args=(x,),
             target=1,
             n_perturb_samples=8,
@@ -113,7 +139,7 @@ class TestLandmarkMask:
             model,
             _perturb,
             _ones(),
-            contributions.flip(1),
+            terms.flip(1),
             additional_forward_args=(x,),
             target=1,
             n_perturb_samples=8,
@@ -121,45 +147,44 @@ class TestLandmarkMask:
         assert float(wrong.min()) > 1e-6
 
     def test_target__scalarises_output(self) -> None:
-        backbone = _backbone()
+        expansion = LandmarkExpansion(_backbone(), eta=1e-3)
         x = _data(B, seed=2)
         v = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
-        full = LandmarkMask(backbone)(_ones(), x)
+        full = LandmarkMask(expansion)(_ones(), x)
         torch.testing.assert_close(
-            LandmarkMask(backbone, target=Direction(v))(_ones(), x), full @ v
+            LandmarkMask(expansion, target=Direction(v))(_ones(), x), full @ v
         )
         torch.testing.assert_close(
-            LandmarkMask(backbone, target=Similarity(3 * v))(_ones(), x),
+            LandmarkMask(expansion, target=Similarity(3 * v))(_ones(), x),
             full @ (v / v.norm()),
         )
         torch.testing.assert_close(
-            LandmarkMask(backbone, target=2)(_ones(), x), full[:, 2]
+            LandmarkMask(expansion, target=2)(_ones(), x), full[:, 2]
         )
-        model = LandmarkMask(backbone, target=Direction(v))
-        attributions = IntegratedGradients(model).attribute(
-            _ones(), baselines=0.0, additional_forward_args=(x,)
+        own = LandmarkMask(expansion, target=OwnDirection())(_ones(), x)
+        torch.testing.assert_close(
+            own - (expansion.offset * expansion.target_vectors(None, x)).sum(1),
+            (full - expansion.offset).norm(dim=1),
         )
-        torch.testing.assert_close(attributions, backbone.contributions(x).detach() @ v)
 
-    def test_weights__delta_alpha_expansion_has_no_offset_by_default(self) -> None:
+    def test_weights__step_expansion_has_no_offset_by_default(self) -> None:
         backbone = _backbone()
         delta = _data(M, seed=7, d=H)
         x = _data(B, seed=2)
-        rows = backbone.nystrom.kernel(x, backbone.landmarks)
-        model = LandmarkMask(backbone, weights=delta)
+        rows = backbone.nystrom.landmark_kernel(x)
+        step = LandmarkExpansion(backbone, delta, regularize=False, center=False)
+        model = LandmarkMask(step)
         torch.testing.assert_close(model(_ones(), x), rows @ delta)
-        bias = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
-        torch.testing.assert_close(
-            LandmarkMask(backbone, delta, bias)(_ones(), x), rows @ delta + bias
-        )
         attributions = FeatureAblation(model).attribute(
             _ones(), baselines=0.0, additional_forward_args=(x,), target=1
         )
         torch.testing.assert_close(attributions, rows * delta[:, 1])
+        # A backbone with weights is wrapped with the defaults (ridge refit).
+        wrapped = LandmarkMask(backbone, delta)
+        assert not torch.equal(wrapped.weights, delta)
 
     def test_forward__bad_inputs_raise(self) -> None:
-        backbone = _backbone()
-        model = LandmarkMask(backbone)
+        model = LandmarkMask(_backbone())
         x = _data(B, seed=2)
         with pytest.raises(ValueError, match=r"shape \(B, m\)"):
             model(torch.ones(B, M + 1, dtype=torch.float64), x)
@@ -175,9 +200,7 @@ class TestLandmarkMask:
             model(_ones(), bad)
         with pytest.raises(TypeError, match="dtype"):
             model(torch.ones(B, M, dtype=torch.long), x)
-        with pytest.raises(ValueError, match="bias must have shape"):
-            LandmarkMask(backbone, bias=torch.ones(H + 1, dtype=torch.float64))
+        with pytest.raises(TypeError, match="Unknown target"):
+            LandmarkMask(_backbone(), target="own")
         with pytest.raises(ValueError, match="out of range"):
-            LandmarkMask(backbone, target=H)
-        with pytest.raises(ValueError, match="Per-sample"):
-            LandmarkMask(backbone, target=[0, 1])
+            LandmarkMask(_backbone(), target=H)(_ones(), x)

@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightly_krepes.attribution import Direction, RepresenterInfluence, Similarity
+from lightly_krepes.attribution import (
+    Direction,
+    LandmarkExpansion,
+    RepresenterInfluence,
+    Similarity,
+)
 from lightly_krepes.backbone import KernelBackbone
 from lightly_krepes.kernels import RBF, EmpiricalNTK, Kernel, Linear
 
@@ -58,18 +63,40 @@ class TestRepresenterInfluence:
         assert isinstance(influence, DataInfluence)
         assert influence.get_name() == "RepresenterInfluence"
         assert influence.train_dataset.shape == (M, D)
+        assert influence.model is influence.backbone
+
+    def test_weights__default_is_the_ridge_refit_expansion(self) -> None:
+        backbone = _backbone()
+        influence = RepresenterInfluence(backbone)
+        expected = LandmarkExpansion(backbone)
+        torch.testing.assert_close(influence.weights, expected.weights)
+        assert influence.refit == expected.refit
+        assert influence.weights.shape == (M, H)
+        assert influence.refit.fidelity >= 0.99
+
+    def test_influence__default_is_what_builds_x(self) -> None:
+        influence = RepresenterInfluence(_backbone())
+        x = _data(7, seed=5)
+        scores = influence.influence(x)
+        assert isinstance(scores, Tensor)
+        expansion = influence.expansion
+        torch.testing.assert_close(scores, expansion.scores(x))
+        built = (expansion.outputs(x) - expansion.offset).norm(dim=1)
+        torch.testing.assert_close(scores.sum(1), built)
+        top = influence.influence(x, k=3)
+        assert not isinstance(top, Tensor)
+        torch.testing.assert_close(top.indices, scores.topk(3, dim=1).indices)
 
     @pytest.mark.parametrize("kind", ["rbf", "linear", "entk"])
-    def test_influence__equals_contributions_and_completes_output(
-        self, kind: str
-    ) -> None:
+    def test_influence__raw_expansion_equals_contributions(self, kind: str) -> None:
         backbone = {
             "rbf": _backbone,
             "linear": lambda: _backbone(Linear(), out_dim=D),
             "entk": _entk_backbone,
         }[kind]()
+        expansion = LandmarkExpansion(backbone, regularize=False, center=False)
         x = _data(7, seed=5)
-        influence = RepresenterInfluence(backbone)
+        influence = RepresenterInfluence(expansion)
         contributions = backbone.contributions(x).detach()
         bias = backbone.linear.bias.detach()
         output = backbone(x).detach()
@@ -80,23 +107,21 @@ class TestRepresenterInfluence:
             torch.testing.assert_close(scores.sum(1) + bias[t], output[:, t])
 
     def test_influence__direction_similarity_and_per_sample_targets(self) -> None:
-        backbone = _backbone()
+        influence = RepresenterInfluence(_backbone())
         x = _data(5, seed=5)
-        influence = RepresenterInfluence(backbone)
-        contributions = backbone.contributions(x).detach()
+        terms = influence.expansion.contributions(x)
         v = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
-        expected = contributions @ v
+        expected = terms @ v
         torch.testing.assert_close(
             influence.influence(x, target=Direction(v)), expected
         )
         torch.testing.assert_close(influence.influence(x, target=v), expected)
-        reference = 2.0 * v
         torch.testing.assert_close(
-            influence.influence(x, target=Similarity(reference)),
-            contributions @ (v / v.norm()),
+            influence.influence(x, target=Similarity(2.0 * v)),
+            terms @ (v / v.norm()),
         )
         per_sample = [0, 3, 1, 1, 2]
-        expected_per_sample = contributions[torch.arange(5), :, per_sample]
+        expected_per_sample = terms[torch.arange(5), :, per_sample]
         torch.testing.assert_close(
             influence.influence(x, target=per_sample), expected_per_sample
         )
@@ -106,49 +131,53 @@ class TestRepresenterInfluence:
         directions = _data(5, seed=9, d=H)
         torch.testing.assert_close(
             influence.influence(x, target=Direction(directions)),
-            torch.einsum("bmh,bh->bm", contributions, directions),
+            torch.einsum("bmh,bh->bm", terms, directions),
         )
 
-    def test_influence__uses_given_weights(self) -> None:
+    def test_influence__step_weights_explain_the_step(self) -> None:
         backbone = _backbone()
         x = _data(4, seed=5)
         weights = _weights(3)
-        scores = RepresenterInfluence(backbone, weights).influence(x, target=2)
-        rows = backbone.nystrom.kernel(x, backbone.landmarks)
-        torch.testing.assert_close(scores, rows * weights[:, 2])
-        default = RepresenterInfluence(backbone).influence(x, target=2)
-        assert not torch.allclose(scores, default)
+        step = RepresenterInfluence(backbone, weights)
+        torch.testing.assert_close(
+            step.weights, LandmarkExpansion(backbone, weights).weights
+        )
+        scores = step.influence(x)
+        assert isinstance(scores, Tensor)
+        # v = Delta f(x) / |Delta f(x)|: the scores add up to |Delta f(x) - f_0|.
+        expansion = step.expansion
+        torch.testing.assert_close(
+            scores.sum(1), (expansion.outputs(x) - expansion.offset).norm(dim=1)
+        )
+        raw = RepresenterInfluence(
+            LandmarkExpansion(backbone, weights, regularize=False, center=False)
+        )
+        rows = backbone.nystrom.landmark_kernel(x)
+        torch.testing.assert_close(raw.influence(x, target=2), rows * weights[:, 2])
 
     @given(
         a=st.floats(-3.0, 3.0, allow_nan=False),
         b=st.floats(-3.0, 3.0, allow_nan=False),
         seed=st.integers(0, 1000),
     )
-    def test_influence__linear_in_weights(self, a: float, b: float, seed: int) -> None:
+    def test_influence__linear_in_weights_at_a_fixed_ridge(
+        self, a: float, b: float, seed: int
+    ) -> None:
         backbone = _backbone()
         x = _data(4, seed=seed)
         w1, w2 = _weights(seed + 1), _weights(seed + 2)
         v = _data(1, seed=seed + 3, d=H)[0]
 
         def scores(w: Tensor) -> Tensor:
-            out = RepresenterInfluence(backbone, w).influence(x, target=Direction(v))
+            # A fixed ridge and reference row: then the scores are linear in w.
+            expansion = LandmarkExpansion(backbone, w, eta=1e-3, center=True)
+            out = RepresenterInfluence(expansion).influence(x, target=Direction(v))
             assert isinstance(out, Tensor)
             return out
 
         torch.testing.assert_close(
             scores(a * w1 + b * w2), a * scores(w1) + b * scores(w2)
         )
-
-    def test_influence__zero_weight_landmark_contributes_nothing(self) -> None:
-        backbone = _backbone()
-        weights = _weights(3)
-        weights[4] = 0.0
-        scores = RepresenterInfluence(backbone, weights).influence(
-            _data(6, 5), target=1
-        )
-        assert isinstance(scores, Tensor)
-        assert torch.all(scores[:, 4] == 0)
-        assert torch.all(scores[:, 3] != 0)
 
     def test_influence__permuting_landmarks_permutes_scores(self) -> None:
         landmarks = _data(M, seed=0)
@@ -159,31 +188,27 @@ class TestRepresenterInfluence:
         )
         weights = _weights(3)
         x = _data(5, seed=5)
-        scores = RepresenterInfluence(first, weights).influence(
-            x, target=Direction(weights[0])
-        )
-        permuted = RepresenterInfluence(second, weights[perm]).influence(
-            x, target=Direction(weights[0])
-        )
+        scores = RepresenterInfluence(first, weights).influence(x)
+        permuted = RepresenterInfluence(second, weights[perm]).influence(x)
         assert isinstance(scores, Tensor)
         torch.testing.assert_close(permuted, scores[:, perm])
 
     def test_self_influence__is_diagonal_of_landmark_influence(self) -> None:
         influence = RepresenterInfluence(_backbone())
         landmarks = influence.backbone.landmarks
-        for target in (2, Direction(_weights(4)[0])):
+        for target in (None, 2, Direction(_weights(4)[0])):
             full = influence.influence(landmarks, target=target)
             assert isinstance(full, Tensor)
             torch.testing.assert_close(
-                influence.self_influence(target=target, batch_size=5), full.diagonal()
+                influence.self_influence(target=target), full.diagonal()
             )
 
     @pytest.mark.parametrize("proponents", [True, False])
     def test_influence__top_k_is_top_k_of_full_matrix(self, proponents: bool) -> None:
         influence = RepresenterInfluence(_backbone())
         x = _data(6, seed=5)
-        full = influence.influence(x, target=1)
-        top = influence.influence(x, k=4, proponents=proponents, target=1)
+        full = influence.influence(x)
+        top = influence.influence(x, k=4, proponents=proponents)
         assert isinstance(full, Tensor)
         assert not isinstance(top, Tensor)
         assert top.indices.shape == top.influence_scores.shape == (6, 4)
@@ -192,16 +217,7 @@ class TestRepresenterInfluence:
         torch.testing.assert_close(top.influence_scores, ordered)
         if not proponents:  # opponents are the lowest, most negative scores
             assert torch.all(top.influence_scores[:, 0] == full.min(1).values)
-
-    @given(batch_size=st.integers(1, 20))
-    def test_influence__does_not_depend_on_batching(self, batch_size: int) -> None:
-        influence = RepresenterInfluence(_backbone())
-        x = _data(13, seed=5)
-        full = influence.influence(x, target=Similarity(_weights(1)[0]))
-        batched = influence.influence(
-            x, target=Similarity(_weights(1)[0]), batch_size=batch_size
-        )
-        torch.testing.assert_close(batched, full, rtol=1e-12, atol=1e-12)
+            assert bool((top.influence_scores[:, 0] < 0).all())
 
     def test_influence__accepts_tuples_and_loaders(self) -> None:
         influence = RepresenterInfluence(_backbone())
@@ -230,7 +246,7 @@ class TestRepresenterInfluence:
             ({"target": H}, ValueError, "out of range"),
             ({"target": -1}, ValueError, "out of range"),
             ({"target": True}, TypeError, "bool"),
-            ({"target": "dim"}, TypeError, "target"),
+            ({"target": "dim"}, TypeError, "Unknown target"),
             ({"target": torch.ones(H + 1, dtype=torch.float64)}, ValueError, "shape"),
             (
                 {"target": Direction(torch.ones(2, dtype=torch.float64))},
@@ -242,10 +258,11 @@ class TestRepresenterInfluence:
                 ValueError,
                 "zero",
             ),
-            ({"target": [0, 1]}, ValueError, "one entry per sample"),
+            ({"target": [0, 1]}, ValueError, "one dimension per input"),
             ({"target": torch.ones(3, H, dtype=torch.float64)}, ValueError, "shape"),
             ({"k": 0}, ValueError, "k must"),
             ({"k": M + 1}, ValueError, "k must"),
+            ({"k": 2.5}, ValueError, "k must"),
         ],
     )
     def test_influence__bad_arguments_raise(
@@ -274,15 +291,15 @@ class TestRepresenterInfluence:
             influence.influence((x, x, x))
         with pytest.raises(ValueError, match="inputs=None"):
             influence.self_influence(x)  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="per-sample"):
+        with pytest.raises(ValueError, match="depends on the input"):
+            influence.landmark_quantities(None)
+        with pytest.raises(ValueError, match="depends on the input"):
             influence.landmark_quantities(
                 Direction(torch.ones(2, H, dtype=torch.float64))
             )
-        with pytest.raises(ValueError, match="weights must have shape"):
+        with pytest.raises(ValueError, match=r"weights must have shape \(m, h\)"):
             RepresenterInfluence(backbone, torch.ones(M, H + 1, dtype=torch.float64))
         with pytest.raises(ValueError, match="NaN or infinite"):
             RepresenterInfluence(backbone, torch.full((M, H), float("nan")))
         with pytest.raises(TypeError, match="KernelBackbone"):
             RepresenterInfluence(nn.Linear(3, 4))  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="batch_size"):
-            influence.influence(x, batch_size=0)

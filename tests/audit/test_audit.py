@@ -10,7 +10,14 @@ from lightly.loss import NTXentLoss
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightly_krepes.audit import AuditResult, apply_step, audit_encoder
+from lightly_krepes.audit import (
+    AuditResult,
+    SurrogateFit,
+    apply_step,
+    audit,
+    audit_encoder,
+    build_surrogate,
+)
 from lightly_krepes.kernels import EmpiricalNTK
 from lightly_krepes.loss import SpectralContrastiveLoss
 
@@ -58,11 +65,24 @@ class _ViewDataset(Dataset[Any]):
         return views, i % 2, f"{i}.png"
 
 
+class _ItemDataset(Dataset[Any]):
+    """A map-style data set of given items."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.items[i]
+
+
 def _audit(**kwargs: Any) -> AuditResult:
     options: dict[str, Any] = {
         "transform": _noise_views,
         "num_landmarks": 12,
-        "damping": 5.0,
+        "damping": 50.0,
         "batch_size": 16,
         "max_iter": 30,
         "progress": False,
@@ -83,12 +103,13 @@ class TestAuditEncoder:
         backbone = result.backbone
         assert backbone.out_dim == 4  # the encoder's output dimension
         assert backbone.landmarks.shape == (12, 5)
-        assert torch.equal(
-            backbone.linear.weight, torch.eye(*backbone.linear.weight.shape)
-        )
-        assert backbone.linear.bias is not None
-        assert not backbone.linear.bias.any()
-        assert result.damping == 5.0 and result.selection is None
+        record = SurrogateFit.of(backbone)
+        assert record is not None and record.method == "ridge"
+        assert record.ridge is not None and record.ridge.r2 > 0.9
+        indices = backbone.landmark_indices
+        assert indices is not None
+        torch.testing.assert_close(backbone.landmarks, _tabular()[indices])
+        assert result.damping == 50.0 and result.selection is None
         assert result.step.delta_alpha.shape == (12, 4)
         assert result.step.loss_after < result.step.loss_before
         expected = apply_step(backbone, result.step)
@@ -99,6 +120,15 @@ class TestAuditEncoder:
         assert torch.equal(again.step.delta_alpha, result.step.delta_alpha)
         other_seed = _audit(seed=1)
         assert not torch.equal(other_seed.step.delta_alpha, result.step.delta_alpha)
+
+    def test_audit_encoder__pc_initialisation(self) -> None:
+        result = _audit(fit="pc")
+        weight = result.backbone.linear.weight
+        assert torch.equal(weight, torch.eye(*weight.shape))
+        assert result.backbone.linear.bias is not None
+        assert not result.backbone.linear.bias.any()
+        record = SurrogateFit.of(result.backbone)
+        assert record is not None and record.method == "pc" and record.ridge is None
 
     def test_audit_encoder__selects_damping_label_free(self) -> None:
         result = _audit(damping=None, loss=SpectralContrastiveLoss(), max_iter=15)
@@ -133,19 +163,17 @@ class TestAuditEncoder:
             _audit(**options).step.delta_alpha, from_loader.step.delta_alpha
         )
 
-        # A list of items is indexed like a dataset.
-        items = [dataset[i] for i in range(len(dataset))]
-        from_list = _audit(**{**options, "data": items})
-        assert from_list.step.delta_alpha.shape == (8, 3)
-
     def test_audit_encoder__out_dim_capped_by_rank(self) -> None:
-        result = _audit(encoder=_mlp(out=32), num_landmarks=6)
+        result = _audit(encoder=_mlp(out=32), num_landmarks=6, fit="pc")
         assert result.backbone.out_dim == result.backbone.nystrom.rank <= 6
         with pytest.raises(ValueError, match="exceeds the rank"):
-            _audit(encoder=_mlp(out=32), num_landmarks=6, out_dim=20)
+            _audit(encoder=_mlp(out=32), num_landmarks=6, out_dim=20, fit="pc")
+        # The ridge fit reproduces all 32 outputs, which 6 landmarks cannot.
+        with pytest.raises(ValueError, match="num_landmarks >= 64"):
+            _audit(encoder=_mlp(out=32), num_landmarks=6)
 
     def test_audit_encoder__unnormalized_trace_kernel(self) -> None:
-        result = _audit(output="trace", normalized=False, out_dim=2)
+        result = _audit(output="trace", normalized=False, out_dim=2, fit="pc")
         kernel = result.backbone.nystrom.kernel
         assert isinstance(kernel, EmpiricalNTK) and kernel.output == "trace"
         assert result.step.delta_weight.shape == (2, result.backbone.nystrom.rank)
@@ -159,19 +187,121 @@ class TestAuditEncoder:
         with pytest.raises(ValueError, match="transform"):
             _audit(data=_ViewDataset())
         with pytest.raises(TypeError, match="views"):
-            _audit(data=[(torch.randn(5), 0)] * 16, transform=None, num_landmarks=4)
+            items = [(torch.randn(5), 0)] * 16
+            _audit(data=_ItemDataset(items), transform=None, num_landmarks=4, fit="pc")
         with pytest.raises(ValueError, match="mismatched shapes"):
             _audit(transform=lambda x: [x, x[:3]])
+        with pytest.raises(ValueError, match="p >= 2"):
+            _audit(transform=lambda x: [x + 0.1])
         with pytest.raises(ValueError, match="empty"):
             _audit(data=torch.empty(0, 5))
         with pytest.raises(ValueError, match="damping"):
             _audit(damping=0.0)
+        with pytest.raises(ValueError, match="damping"):
+            _audit(damping=-1.0)
         with pytest.raises(ValueError, match="NaN"):
             _audit(data=torch.full((8, 5), torch.nan))
+        with pytest.raises(ValueError, match="fit"):
+            _audit(fit="kpca")
+
+
+def _fixed_views(x: Tensor) -> list[Tensor]:
+    # Deterministic, so audit_encoder's per-sample views can be rebuilt exactly.
+    return [0.9 * x, x + 0.1]
+
+
+class TestAudit:
+    def test_audit__build_surrogate_then_audit_equals_audit_encoder(self) -> None:
+        x = _tabular()
+        options: dict[str, Any] = {"num_landmarks": 12, "progress": False}
+        composed = audit_encoder(
+            _mlp(),
+            x,
+            NTXentLoss(),
+            transform=_fixed_views,
+            damping=50.0,
+            batch_size=16,
+            max_iter=30,
+            **options,
+        )
+        surrogate = build_surrogate(_mlp(), x, **options)
+        result = audit(
+            surrogate,
+            NTXentLoss(),
+            _fixed_views(x),
+            damping=50.0,
+            batch_size=16,
+            max_iter=30,
+            progress=False,
+        )
+        torch.testing.assert_close(result.backbone(x), composed.backbone(x))
+        torch.testing.assert_close(result.step.delta_alpha, composed.step.delta_alpha)
+        torch.testing.assert_close(result.audited(x), composed.audited(x))
+        assert result.damping == composed.damping == 50.0
+        assert result.selection is None
+
+    def test_audit__list_of_views_equals_view_batches(self) -> None:
+        x = _tabular()
+        surrogate = build_surrogate(_mlp(), x, num_landmarks=12, progress=False)
+        v0, v1 = _noise_views(x)
+        views = [v0, v1]
+        batches = [(v0[i : i + 16], v1[i : i + 16]) for i in range(0, 48, 16)]
+        from_list = audit(
+            surrogate, NTXentLoss(), views, damping=50.0, batch_size=16, progress=False
+        )
+        from_batches = audit(
+            surrogate, NTXentLoss(), iter(batches), damping=50.0, progress=False
+        )
+        assert torch.equal(from_list.step.delta_alpha, from_batches.step.delta_alpha)
+        # One batch of all 48 samples is another objective (in-batch negatives).
+        whole = audit(surrogate, NTXentLoss(), views, damping=50.0, progress=False)
+        assert not torch.equal(whole.step.delta_alpha, from_list.step.delta_alpha)
+        # The input backbone is the result's, unchanged.
+        assert from_list.backbone is surrogate
+        torch.testing.assert_close(from_list.backbone(x), surrogate(x))
+
+    def test_audit__three_views(self) -> None:
+        x = _tabular()
+        surrogate = build_surrogate(_mlp(), x, num_landmarks=12, progress=False)
+        views = [x, x + 0.1, x - 0.1]
+        ntxent = NTXentLoss()
+
+        def loss(z0: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
+            return ntxent(z0, z1) + ntxent(z0, z2)
+
+        result = audit(surrogate, loss, views, damping=50.0, progress=False)
+        assert result.step.loss_after < result.step.loss_before
+
+    def test_audit__rejects_bad_views(self) -> None:
+        x = _tabular()
+        surrogate = build_surrogate(_mlp(), x, num_landmarks=12, progress=False)
+        loss = NTXentLoss()
+        with pytest.raises(ValueError, match="p >= 2"):
+            audit(surrogate, loss, [x], damping=1.0)
+        with pytest.raises(ValueError, match="p >= 2"):
+            audit(surrogate, loss, iter([(x,)]), damping=1.0)
+        with pytest.raises(ValueError, match=r"samples \[48, 40\]"):
+            audit(surrogate, loss, [x, x[:40]], damping=1.0)
+        with pytest.raises(ValueError, match="different numbers of samples"):
+            audit(surrogate, loss, iter([(x, x), (x, x[:5])]), damping=1.0)
+        with pytest.raises(TypeError, match="list"):
+            audit(surrogate, loss, torch.stack([x, x]), damping=1.0)
+        with pytest.raises(ValueError, match="like the landmarks"):
+            audit(surrogate, loss, [x[:, :3], x[:, :3]], damping=1.0)
+        with pytest.raises(ValueError, match="damping"):
+            audit(surrogate, loss, [x, x], damping=0.0)
+        with pytest.raises(ValueError, match="damping"):
+            audit(surrogate, loss, [x, x], damping=-2.0)
+        with pytest.raises(ValueError, match="batch_size"):
+            audit(surrogate, loss, [x, x], damping=1.0, batch_size=0)
+        with pytest.raises(TypeError, match="KernelBackbone"):
+            audit(_mlp(), loss, [x, x], damping=1.0)  # type: ignore[arg-type]
 
 
 class TestExamples:
-    @pytest.mark.parametrize("module", ["objective", "newton", "damping", "audit"])
+    @pytest.mark.parametrize(
+        "module", ["objective", "newton", "damping", "audit", "surrogate", "cache"]
+    )
     def test_docstrings__examples_run(self, module: str) -> None:
         mod = importlib.import_module(f"lightly_krepes.audit.{module}")
         torch.manual_seed(0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable
+from typing import Literal
 
 import pytest
 import torch
@@ -33,14 +34,15 @@ Batches = list[tuple[Tensor, ...]]
 
 
 def _backbone(
-    out_dim: int = 3, m: int = 6, bias: bool = True, feature_scale: float | None = None
+    out_dim: int = 3,
+    m: int = 6,
+    bias: bool = True,
+    init: Literal["whitened", "pc"] = "whitened",
 ) -> KernelBackbone:
     landmarks = torch.randn(
         m, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64
     )
-    return KernelBackbone(
-        RBF(2.0), landmarks, out_dim=out_dim, bias=bias, feature_scale=feature_scale
-    )
+    return KernelBackbone(RBF(2.0), landmarks, out_dim=out_dim, bias=bias, init=init)
 
 
 def _batches(
@@ -57,7 +59,7 @@ def _batches(
 
 
 def _least_squares(z0: Tensor, z1: Tensor) -> Tensor:
-    # Strictly convex in (A, gamma) when [c phi(v0), 1] has full column rank.
+    # Strictly convex in (A, gamma) when [psi(v0), 1] has full column rank.
     return (z0 - 1.0).pow(2).mean() + (z0 - z1).pow(2).mean()
 
 
@@ -199,13 +201,14 @@ class TestNewtonStep:
                 backbone,
                 make_loss(),
                 batches,
-                damping=10.0,
+                damping=100.0,
                 max_iter=30,
                 progress=False,
             )
             for _ in range(2)
         ]
         step = steps[0]
+        assert not step.negative_curvature
         assert torch.isfinite(step.delta_weight).all()
         assert step.delta_bias is not None and torch.isfinite(step.delta_bias).all()
         assert abs(step.loss_after) < float("inf")
@@ -230,10 +233,16 @@ class TestNewtonStep:
         assert step.loss_after < step.loss_before
 
     def test_delta_alpha__explains_change_of_representations(self) -> None:
-        backbone = _backbone(m=8, feature_scale=0.5)
+        backbone = _backbone(m=8, init="pc")
         step = newton_step(
-            backbone, SpectralContrastiveLoss(), _batches(), damping=5.0, progress=False
+            backbone,
+            SpectralContrastiveLoss(),
+            _batches(),
+            damping=50.0,
+            progress=False,
         )
+        assert not step.negative_curvature
+        assert step.delta_alpha.abs().max() > 1e-3
         audited = apply_step(backbone, step)
         x = torch.randn(5, 4, dtype=torch.float64)
         kernel_rows = backbone.nystrom.landmark_kernel(x)
@@ -352,9 +361,10 @@ class TestNewtonStep:
         batches = _batches()
         objective = AuditObjective(backbone, NTXentLoss(), batches, progress=False)
         direct = newton_step(
-            backbone, NTXentLoss(), batches, damping=3.0, progress=False
+            backbone, NTXentLoss(), batches, damping=30.0, progress=False
         )
-        reused = solve_newton(objective, 3.0, progress=False)
+        reused = solve_newton(objective, 30.0, progress=False)
+        assert not direct.negative_curvature and direct.delta_weight.abs().max() > 0
         torch.testing.assert_close(direct.delta_weight, reused.delta_weight)
         assert objective.num_batches == 2
         assert objective.num_samples == 24

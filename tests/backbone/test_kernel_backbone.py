@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from lightly_krepes.backbone import KernelBackbone
-from lightly_krepes.kernels import RBF, EmpiricalNTK, Linear, Normalized
+from lightly_krepes.kernels import RBF, EmpiricalNTK, Linear
 
 
 def _net() -> nn.Module:
@@ -49,9 +49,51 @@ class TestKernelBackbone:
             EmpiricalNTK(_net().double()), _data(24, dtype=torch.float64), out_dim=5
         )
         z = backbone(backbone.landmarks)
-        scale = backbone.feature_scale
-        expected = torch.diag(scale**2 * backbone.nystrom.eigenvalues[:5])
+        lam = backbone.nystrom.eigenvalues[:5]
+        shrink = lam / (lam + float(backbone.ridge) * lam[0])
+        expected = torch.diag(24 * shrink**2)
         torch.testing.assert_close(z.T @ z, expected, rtol=1e-8, atol=1e-8)
+
+    def test_init__pc_scales_outputs_to_kernel_pca_variances(self) -> None:
+        backbone = KernelBackbone(
+            EmpiricalNTK(_net().double()),
+            _data(24, dtype=torch.float64),
+            out_dim=5,
+            init="pc",
+        )
+        z = backbone(backbone.landmarks)
+        lam = backbone.nystrom.eigenvalues[:5]
+        torch.testing.assert_close(
+            z.T @ z, torch.diag(24 * lam / lam[0]), rtol=1e-8, atol=1e-8
+        )
+
+    def test_features__whitened_on_landmarks_above_the_ridge(self) -> None:
+        backbone = KernelBackbone(
+            RBF(3.0), _data(40, dtype=torch.float64), out_dim=3, ridge=1e-6
+        )
+        psi = backbone.features(backbone.landmarks)
+        lam = backbone.nystrom.eigenvalues
+        mean_square = psi.pow(2).mean(0)
+        expected = (lam / (lam + 1e-6 * lam[0])) ** 2
+        torch.testing.assert_close(mean_square, expected, rtol=1e-6, atol=1e-9)
+        assert float(mean_square[lam > 1e-3 * lam[0]].min()) > 0.99
+        # Directions below the ridge are damped, never amplified.
+        assert float(mean_square.max()) <= 1.0 + 1e-9
+
+    def test_forward_features__matches_forward_and_feature_projection(self) -> None:
+        backbone = _backbone(dtype=torch.float64)
+        x = _data(6, seed=3, dtype=torch.float64)
+        with torch.no_grad():
+            backbone.linear.weight.normal_()
+            rows = backbone.nystrom.landmark_kernel(x)
+            torch.testing.assert_close(
+                rows @ backbone.feature_projection, backbone.features(x)
+            )
+            torch.testing.assert_close(
+                backbone.forward_features(backbone.features(x)), backbone(x)
+            )
+        with pytest.raises(ValueError, match="features must have shape"):
+            backbone.forward_features(torch.zeros(2, 3))
 
     def test_init__leaves_global_rng_alone_and_follows_landmark_device(self) -> None:
         torch.manual_seed(123)
@@ -62,9 +104,23 @@ class TestKernelBackbone:
         devices = {t.device for t in [*backbone.parameters(), *backbone.buffers()]}
         assert devices == {backbone.landmarks.device}
 
-    def test_init__feature_scale_is_one_for_normalized_kernels(self) -> None:
-        backbone = KernelBackbone(Normalized(RBF(1.0)), _data(10), out_dim=3)
-        assert float(backbone.feature_scale) == pytest.approx(1.0)
+    def test_init__rejects_bad_ridge_and_init(self) -> None:
+        with pytest.raises(ValueError, match="ridge must be finite and positive"):
+            KernelBackbone(RBF(1.0), _data(10), out_dim=3, ridge=0.0)
+        with pytest.raises(ValueError, match="init must be"):
+            KernelBackbone(RBF(1.0), _data(10), out_dim=3, init="random")  # type: ignore[arg-type]
+
+    def test_init__entk_rank_reaches_out_dim_in_float32(self) -> None:
+        # float64 landmark Gram + float64 cut-off: a float32 CNN's eNTK with a
+        # fast-decaying spectrum keeps (numerically) all landmarks.
+        torch.manual_seed(0)
+        cnn = nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 8)
+        ).eval()
+        x = torch.rand(64, 1, 8, 8)
+        backbone = KernelBackbone(EmpiricalNTK(cnn), x, out_dim=32)
+        assert backbone.nystrom.rank >= 32
+        assert torch.isfinite(backbone(torch.rand(5, 1, 8, 8))).all()
 
     def test_contributions__sum_with_bias_to_output(self) -> None:
         backbone = KernelBackbone(
@@ -124,6 +180,33 @@ class TestKernelBackbone:
         loaded.load_state_dict(torch.load(buffer, weights_only=True))
         x = _data(7, seed=3)
         torch.testing.assert_close(loaded(x), backbone(x))
+
+    def test_from_state_dict__restores_without_training_data(self) -> None:
+        x = _data(40)
+        backbone = KernelBackbone.from_data(
+            EmpiricalNTK(_net()), x, num_landmarks=12, out_dim=4, ridge=1e-2
+        )
+        with torch.no_grad():
+            backbone.linear.weight.normal_()
+        buffer = io.BytesIO()
+        torch.save(backbone.state_dict(), buffer)
+        buffer.seek(0)
+        state = torch.load(buffer, weights_only=True)
+        restored = KernelBackbone.from_state_dict(EmpiricalNTK(_net()), state)
+        query = _data(5, seed=9)
+        torch.testing.assert_close(restored(query), backbone(query))
+        assert float(restored.ridge) == pytest.approx(1e-2)
+        assert restored.landmark_indices is not None
+        assert torch.equal(restored.landmark_indices, backbone.landmark_indices)
+        with pytest.raises(KeyError, match="lacks"):
+            KernelBackbone.from_state_dict(RBF(), {})
+
+    def test_from_data__keeps_landmark_indices(self) -> None:
+        x = _data(40)
+        backbone = KernelBackbone.from_data(RBF(2.0), x, num_landmarks=8, out_dim=3)
+        assert backbone.landmark_indices is not None
+        torch.testing.assert_close(x[backbone.landmark_indices], backbone.landmarks)
+        assert KernelBackbone(RBF(2.0), x[:8], out_dim=3).landmark_indices is None
 
     def test_forward__no_grad_inference(self) -> None:
         backbone = _backbone()

@@ -108,7 +108,7 @@ class _SimCLR(pl.LightningModule):  # type: ignore[misc]
             "landmarks": self.backbone.landmarks.clone(),
             "eigenvalues": self.backbone.nystrom.eigenvalues.clone(),
             "projection": self.backbone.nystrom.projection.clone(),
-            "feature_scale": self.backbone.feature_scale.clone(),
+            "coordinate_scale": self.backbone.coordinate_scale.clone(),
             "weight": self.backbone.linear.weight.detach().clone(),
             "bias": self.backbone.linear.bias.detach().clone(),
             # Parameters only: BatchNorm running statistics are updated from each
@@ -145,7 +145,7 @@ class TestKernelBackboneDDP:
         for state in ranks:
             torch.testing.assert_close(state["selected"], expected, rtol=0, atol=0)
         # All ranks hold identical frozen state, trained weights and outputs.
-        for key in ("landmarks", "eigenvalues", "projection", "feature_scale"):
+        for key in ("landmarks", "eigenvalues", "projection", "coordinate_scale"):
             torch.testing.assert_close(r0[key], r1[key], rtol=0, atol=0, msg=key)
         for key in ("weight", "bias", "output"):
             torch.testing.assert_close(r0[key], r1[key], rtol=0, atol=0, msg=key)

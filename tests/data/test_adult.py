@@ -258,6 +258,91 @@ class TestAdultResample:
         assert torch.equal(big.features, same.features)
 
 
+class TestAdult1M:
+    def test_load_adult_1m__jitter_is_seeded_and_not_copies(self, root: Path) -> None:
+        n = 20_000
+        train = load_adult("train", root)
+        big = load_adult_1m(root, n=n, seed=3, numeric_noise=0.5, swap_rate=0.1)
+        again = load_adult_1m(root, n=n, seed=3, numeric_noise=0.5, swap_rate=0.1)
+        other = load_adult_1m(root, n=n, seed=4, numeric_noise=0.5, swap_rate=0.1)
+        assert torch.equal(big.features, again.features)
+        assert not torch.equal(big.features, other.features)
+        assert big.resampled and "seed 3" in big.construction
+        assert "rate 0.1" in big.construction
+        source = train.subset(big.source_indices)
+        assert torch.equal(big.labels, source.labels)
+        assert big.feature_names == load_adult("test", root).feature_names
+        expected = torch.from_numpy(big.preprocessor.transform(big.raw))
+        assert torch.equal(big.features, expected)
+        # The 6 training rows are distinct, so plain resampling repeats all but 6.
+        copies = load_adult_1m(root, n=n, seed=3, numeric_noise=0, swap_rate=0)
+        assert copies.num_duplicates == n - 6
+        assert torch.equal(copies.features, train.features[copies.source_indices])
+        assert big.num_duplicates is not None
+        assert 0 <= big.num_duplicates < copies.num_duplicates
+        assert (
+            big.num_duplicates
+            == n
+            - torch.unique(
+                torch.cat([big.features, big.labels[:, None].float()], dim=1), dim=0
+            ).shape[0]
+        )
+
+    def test_load_adult_1m__numeric_jitter_stays_in_the_data_domain(
+        self, root: Path
+    ) -> None:
+        train = load_adult("train", root)
+        big = load_adult_1m(root, n=20_000, seed=0, numeric_noise=0.5, swap_rate=0)
+        old = train.subset(big.source_indices).raw
+        for name in ("age", "fnlwgt", "hours_per_week", "capital_gain"):
+            values = big.raw[name]
+            assert np.array_equal(values, np.rint(values))
+            low, high = train.raw[name].min(), train.raw[name].max()
+            assert values.min() >= low and values.max() <= high
+        assert np.mean(big.raw["age"] != old["age"]) > 0.5
+        # Zero capital gains stay zero; the nonzero one (2174) is jittered.
+        zero = old["capital_gain"] == 0
+        assert np.all(big.raw["capital_gain"][zero] == 0)
+        assert np.all(big.raw["capital_gain"][~zero] == 2174)  # its range is 1 value
+        # education_num follows education; without swaps both are unchanged.
+        assert np.array_equal(big.raw["education_num"], old["education_num"])
+        for name in ("sex", "education", "native_country"):
+            assert np.array_equal(big.raw[name], old[name])
+
+    def test_load_adult_1m__category_swaps_at_the_stated_rate(self, root: Path) -> None:
+        train = load_adult("train", root)
+        big = load_adult_1m(root, n=20_000, seed=1, numeric_noise=0, swap_rate=0.1)
+        old = train.subset(big.source_indices).raw
+        # A swap re-draws from the training distribution (3 Male, 3 Female), so a
+        # value changes with probability 0.1 * 1/2; the std of the rate is 0.0015.
+        changed = float(np.mean(big.raw["sex"] != old["sex"]))
+        assert abs(changed - 0.05) < 0.01
+        assert set(big.raw["workclass"]) <= set(train.raw["workclass"])
+        assert np.array_equal(big.raw["age"], old["age"])
+        # education_num is the one that goes with the (possibly swapped) education.
+        by_education = dict(
+            zip(train.raw["education"], train.raw["education_num"], strict=True)
+        )
+        assert [by_education[e] for e in big.raw["education"]] == list(
+            big.raw["education_num"]
+        )
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"split": "test"}, "adult.test stays untouched"),
+            ({"numeric_noise": -0.1}, "numeric_noise"),
+            ({"swap_rate": 1.5}, "swap_rate"),
+            ({"n": -1}, "non-negative"),
+        ],
+    )
+    def test_load_adult_1m__rejects_bad_arguments(
+        self, root: Path, kwargs: dict[str, object], match: str
+    ) -> None:
+        with pytest.raises(ValueError, match=match):
+            load_adult_1m(root, **kwargs)  # type: ignore[arg-type]
+
+
 class TestAdultDataset:
     def test___getitem__(self, root: Path) -> None:
         dataset = AdultDataset(root, split="test")
@@ -314,3 +399,18 @@ class TestAdultRealData:
         big = load_adult_1m(_real_root(), n=100_000, seed=0)
         assert len(big) == 100_000
         assert abs(float(big.labels.float().mean()) - 0.24) < 0.01
+
+    def test_load_adult_1m__real_files_fewer_duplicates_than_copies(self) -> None:
+        root = _real_root()
+        test_before = load_adult("test", root)
+        big = load_adult_1m(root, n=20_000, seed=0, drop=("fnlwgt",))
+        copies = load_adult_1m(
+            root, n=20_000, seed=0, drop=("fnlwgt",), numeric_noise=0, swap_rate=0
+        )
+        assert big.num_duplicates is not None and copies.num_duplicates is not None
+        assert big.num_duplicates < copies.num_duplicates
+        assert int(big.source_indices.max()) < 32561
+        test_after = load_adult("test", root)
+        assert torch.equal(test_before.features, test_after.features)
+        dropped = load_adult("test", root, drop=("fnlwgt",))
+        assert big.feature_names == dropped.feature_names

@@ -82,4 +82,4 @@ class TestExtractFeatures:
 
     def test_extract_features__rejects_unknown_batches(self) -> None:
         with pytest.raises(TypeError, match="batches"):
-            extract_features(_model(), [{"x": torch.randn(2, 4)}], progress=False)
+            extract_features(_model(), iter([{"x": torch.randn(2, 4)}]), progress=False)

@@ -212,7 +212,7 @@ class TestSelectLandmarks:
             (_data(0, 10), {"kernel": "rbf"}, TypeError, "lightly_krepes Kernel"),
             (_data(0, 10), {"seed": "0"}, TypeError, "seed must be an integer"),
             (42, {}, TypeError, "tensor of shape"),
-            (ListDataset([[1.0, 2.0]] * 4), {}, TypeError, "item 0 is a list"),
+            (ListDataset([[1.0, 2.0]] * 4), {}, TypeError, "Item 0 of x is a list"),
             (ListDataset([("a", 1)] * 4), {}, TypeError, "first element is a str"),
             (
                 ListDataset([torch.zeros(2), torch.zeros(3)] * 2),

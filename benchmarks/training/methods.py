@@ -1,0 +1,179 @@
+"""The SSL methods of the training benchmark, one training step each.
+
+Every method wraps a backbone (the CNN, a ``KernelBackbone`` or a ``FeatureBackbone``
+over cached coordinates) with Lightly's projection head and loss, so the kernel and
+the deep model are trained by the same code:
+
+- SimCLR: ``SimCLRProjectionHead`` + ``NTXentLoss``;
+- VICReg: ``VICRegProjectionHead`` + ``VICRegLoss``;
+- Barlow Twins: ``BarlowTwinsProjectionHead`` + ``BarlowTwinsLoss``;
+- BYOL: ``BYOLProjectionHead``/``BYOLPredictionHead`` + ``NegativeCosineSimilarity``,
+  momentum copies updated by ``lightly.models.utils.update_momentum`` with a cosine
+  schedule (``cosine_schedule``) from 0.99 to 1;
+- spectral contrastive: this package's ``SpectralContrastiveLoss`` on the
+  representation, no head.
+
+Head widths are 512 (Lightly's 2048-8192 are far too slow on two CPU cores).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+from lightly.loss import (
+    BarlowTwinsLoss,
+    NegativeCosineSimilarity,
+    NTXentLoss,
+    VICRegLoss,
+)
+from lightly.models.modules.heads import (
+    BarlowTwinsProjectionHead,
+    BYOLPredictionHead,
+    BYOLProjectionHead,
+    SimCLRProjectionHead,
+    VICRegProjectionHead,
+)
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from lightly_krepes.loss import SpectralContrastiveLoss
+
+METHODS = ("simclr", "vicreg", "barlowtwins", "byol", "spectral")
+LABELS = {
+    "simclr": "SimCLR (NTXentLoss)",
+    "vicreg": "VICReg (VICRegLoss)",
+    "barlowtwins": "Barlow Twins (BarlowTwinsLoss)",
+    "byol": "BYOL (NegativeCosineSimilarity)",
+    "spectral": "spectral contrastive (SpectralContrastiveLoss)",
+}
+WIDTH = 512
+SGD_LR = 0.06
+SGD_MOMENTUM = 0.9
+
+
+class Method(nn.Module):
+    """A backbone, a projection head and a loss; ``step_loss`` of two views."""
+
+    def __init__(self, name: str, backbone: nn.Module, rep_dim: int) -> None:
+        super().__init__()
+        if name not in METHODS:
+            raise ValueError(f"Unknown method {name!r}; choose from {METHODS}.")
+        self.name = name
+        self.backbone = backbone
+        heads: dict[str, Callable[[], nn.Module]] = {
+            "simclr": lambda: SimCLRProjectionHead(rep_dim, WIDTH, 128),
+            "vicreg": lambda: VICRegProjectionHead(rep_dim, WIDTH, WIDTH),
+            "barlowtwins": lambda: BarlowTwinsProjectionHead(rep_dim, WIDTH, WIDTH),
+            "byol": lambda: BYOLProjectionHead(rep_dim, WIDTH, 128),
+            "spectral": nn.Identity,
+        }
+        self.head = heads[name]()
+        losses: dict[str, Callable[[], nn.Module]] = {
+            "simclr": NTXentLoss,
+            "vicreg": VICRegLoss,
+            "barlowtwins": BarlowTwinsLoss,
+            "byol": NegativeCosineSimilarity,
+            "spectral": SpectralContrastiveLoss,
+        }
+        self.criterion = losses[name]()
+        self.predictor: nn.Module | None = None
+        if name == "byol":
+            self.predictor = BYOLPredictionHead(128, WIDTH, 128)
+            self.backbone_momentum = copy.deepcopy(backbone)
+            self.head_momentum = copy.deepcopy(self.head)
+            deactivate_requires_grad(self.backbone_momentum)
+            deactivate_requires_grad(self.head_momentum)
+
+    def embed(self, x: Tensor) -> Tensor:
+        z: Tensor = self.head(self.backbone(x).flatten(start_dim=1))
+        return z
+
+    def step_loss(self, x0: Tensor, x1: Tensor, progress: float) -> Tensor:
+        """The loss of one batch; ``progress`` in [0, 1] drives BYOL's momentum."""
+        if self.predictor is None:
+            loss: Tensor = self.criterion(self.embed(x0), self.embed(x1))
+            return loss
+        momentum = cosine_schedule(int(1000 * progress), 1000, 0.99, 1.0)
+        update_momentum(self.backbone, self.backbone_momentum, m=momentum)
+        update_momentum(self.head, self.head_momentum, m=momentum)
+        p0, p1 = self.predictor(self.embed(x0)), self.predictor(self.embed(x1))
+        with torch.no_grad():
+            t0 = self.head_momentum(self.backbone_momentum(x0).flatten(start_dim=1))
+            t1 = self.head_momentum(self.backbone_momentum(x1).flatten(start_dim=1))
+        loss = 0.5 * (self.criterion(p0, t1) + self.criterion(p1, t0))
+        return loss
+
+
+@dataclass
+class RunStats:
+    """What one budgeted run did."""
+
+    seconds: float
+    steps: int
+    epochs: float
+    seconds_per_epoch: float
+    loss_start: float
+    loss_end: float
+    finite: bool
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return asdict(self)
+
+
+def train_for_budget(
+    method: Method,
+    batches: Callable[[], Iterator[tuple[Tensor, Tensor]]],
+    num_samples: int,
+    batch_size: int,
+    budget_seconds: float,
+    desc: str,
+) -> RunStats:
+    """Lightly's SGD (lr 0.06, momentum 0.9) over epochs until the budget is spent.
+
+    ``batches()`` yields the two views of every batch of one epoch. At least one
+    step is taken; a non-finite loss stops the run.
+    """
+    params = [p for p in method.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=SGD_LR, momentum=SGD_MOMENTUM)
+    method.train()
+    losses: list[float] = []
+    finite = True
+    start = time.perf_counter()
+    bar = tqdm(desc=desc, unit="step", leave=False)
+    done = False
+    while not done:
+        for x0, x1 in batches():
+            elapsed = time.perf_counter() - start
+            loss = method.step_loss(x0, x1, min(1.0, elapsed / budget_seconds))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            if not math.isfinite(losses[-1]):
+                finite, done = False, True
+                break
+            if time.perf_counter() - start >= budget_seconds:
+                done = True
+                break
+    bar.close()
+    seconds = time.perf_counter() - start
+    epochs = len(losses) * batch_size / num_samples
+    head = losses[: min(10, len(losses))]
+    tail = losses[-max(1, len(losses) // 10) :]
+    return RunStats(
+        seconds=seconds,
+        steps=len(losses),
+        epochs=epochs,
+        seconds_per_epoch=seconds / max(epochs, 1e-12),
+        loss_start=sum(head) / len(head),
+        loss_end=sum(tail) / len(tail),
+        finite=finite,
+    )
