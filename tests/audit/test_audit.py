@@ -145,6 +145,7 @@ class TestAuditEncoder:
             "batch_size": 12,
             "data": dataset,
             "encoder": _cnn(),
+            "max_iter": 10,
         }
         result = _audit(**options)
         assert result.backbone.landmarks.shape == (8, 3, 6, 6)

@@ -123,7 +123,7 @@ class TestAuditRefit:
             refit.outputs(cache.kernel_rows(x)), expected, atol=1e-8, rtol=1e-6
         )
 
-    def test_audit_refit__mask_penalty_and_damping_options(self) -> None:
+    def test_audit_refit__mask_and_penalty_options(self) -> None:
         surrogate, cache = _setup("ridge")
         mask = torch.zeros(20, dtype=torch.bool)
         mask[4:] = True
@@ -143,9 +143,13 @@ class TestAuditRefit:
         other = audit_refit(cache, torch.arange(4, 20), damping=DAMPING, penalty=1.0)
         assert other.penalty == 1.0
         assert not torch.allclose(other.initial_weights, by_index.initial_weights)
+
+    def test_audit_refit__selects_damping_when_not_given(self) -> None:
+        _, cache = _setup("ridge")
         chosen = audit_refit(cache, torch.arange(4, 20), max_iter=5)
         assert chosen.selection is not None
         assert chosen.damping == chosen.selection.damping
+        assert chosen.step is chosen.selection.step
 
     def test_audit_refit__rejects_bad_input(self) -> None:
         _, cache = _setup("ridge")
