@@ -285,6 +285,26 @@ class TestNewtonStep:
             assert torch.equal(value, state[key]), key  # running stats untouched
         assert all(p.requires_grad for p in head.parameters())
 
+    def test_hvp__with_train_mode_batchnorm_head_equals_dense_hessian(self) -> None:
+        torch.manual_seed(0)
+        head = SimCLRProjectionHead(3, 8, 4).double().train()
+        objective = AuditObjective(
+            _backbone(), NTXentLoss(), _batches(batch_size=8), head=head, progress=False
+        )
+        theta = objective.initial_parameters()
+
+        def dense(t: Tensor) -> Tensor:
+            losses = [objective._batch_loss(t, f) for f in objective.features]
+            return torch.stack(losses).mean()
+
+        h = hessian(dense)(theta)
+        gen = torch.Generator().manual_seed(2)
+        for _ in range(2):  # the second product reuses the kept gradient graphs
+            v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype)
+            torch.testing.assert_close(objective.hvp(theta, v), h @ v)
+        objective.graph_cache_bytes = 0  # recomputed graphs give the same product
+        torch.testing.assert_close(objective.hvp(theta, v), h @ v)
+
     def test_newton_step__head_of_wrong_size(self) -> None:
         head = SimCLRProjectionHead(5, 8, 4).double()
         with pytest.raises(ValueError, match="input size must equal"):
