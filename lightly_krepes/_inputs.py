@@ -26,7 +26,7 @@ transform. A builtin ``list`` or ``tuple`` is a data set of *items*, as for
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Any
 
 import torch
@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm.auto import tqdm
 
-from lightly_krepes._validation import check_finite, check_samples
+from lightly_krepes._validation import check_finite, check_floating, check_samples
 
 _TO_TENSOR_ADVICE = (
     "Pass a transform that returns tensors, e.g. "
@@ -599,3 +599,111 @@ def collect_pool(
         pool = pool[:pool_size]
     check_samples(pool, name)
     return pool, torch.arange(len(pool))
+
+
+ViewBatch = tuple[Tensor, ...]
+
+
+def check_view_batch(batch: Any, where: str = "views") -> ViewBatch:
+    """Checks one batch of p >= 2 views of the same samples, ``(v0, v1, ...)``.
+
+    Args:
+        batch: A list or tuple of tensors of shape (n, ...), row i of each a view
+            of sample i.
+        where: Name of the batch in error messages.
+
+    Returns:
+        The views as a tuple.
+
+    Raises:
+        TypeError: If ``batch`` is not a list or tuple of floating tensors.
+        ValueError: If p < 2, a view is 0-dimensional, the views hold different
+            numbers of samples, or none.
+    """
+    if isinstance(batch, Tensor) or not isinstance(batch, list | tuple):
+        raise TypeError(
+            f"{where} must be a list or tuple of p >= 2 view tensors (v0, v1, ...) "
+            f"of shape (n, ...), got {type(batch).__name__}. For a stacked tensor "
+            f"of shape (p, n, ...) pass list(views)."
+        )
+    if len(batch) < 2:
+        raise ValueError(
+            f"{where} holds {len(batch)} view(s); SSL objectives need p >= 2 views "
+            f"of the same samples (they compare views of one sample). Give two "
+            f"augmentations of each sample."
+        )
+    for j, view in enumerate(batch):
+        check_floating(view, f"view {j} of {where}")
+        if view.dim() < 1:
+            raise ValueError(
+                f"View {j} of {where} is 0-dimensional; views are (n, ...) with "
+                f"one sample per row."
+            )
+    sizes = [int(v.shape[0]) for v in batch]
+    if len(set(sizes)) > 1:
+        raise ValueError(
+            f"The views of {where} hold different numbers of samples {sizes}; "
+            f"row i of every view must be a view of the same sample i, so all "
+            f"must have the same n."
+        )
+    if sizes[0] == 0:
+        raise ValueError(f"The views of {where} hold no samples.")
+    return tuple(batch)
+
+
+def _checked_batches(batches: Iterable[Any]) -> Iterator[ViewBatch]:
+    for i, batch in enumerate(batches):
+        yield check_view_batch(batch, f"view batch {i}")
+
+
+def view_batches(
+    views: Sequence[Tensor] | Iterable[Sequence[Tensor]],
+    batch_size: int | None = None,
+) -> Iterable[ViewBatch]:
+    """Normalises the ``views`` of the audit and the closed forms into batches.
+
+    Args:
+        views: A list or tuple of p >= 2 tensors of shape (n, ...), the same n
+            samples' views (row i of each is a view of sample i); or an iterable
+            of such view batches (lists or tuples of tensors), consumed once.
+        batch_size: For a list of p tensors, the samples per loss batch (SSL
+            losses are batch-level: in-batch negatives, batch statistics); None
+            puts all n samples in one batch. Ignored for an iterable of batches,
+            whose batches are kept as they are.
+
+    Returns:
+        An iterable of tuples of p tensors (B, ...).
+
+    Raises:
+        TypeError: If ``views`` is neither form.
+        ValueError: If p < 2, the views hold different numbers of samples, or
+            ``batch_size`` is not positive.
+
+    Examples:
+        >>> x = torch.randn(10, 3)
+        >>> [len(b[0]) for b in view_batches([x, x + 0.1], batch_size=4)]
+        [4, 4, 2]
+    """
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    if isinstance(views, Tensor):
+        raise TypeError(
+            "views must be a list of p >= 2 view tensors of shape (n, ...) (or an "
+            "iterable of such view batches), got one tensor. For a stacked tensor "
+            "of shape (p, n, ...) pass list(views)."
+        )
+    if isinstance(views, list | tuple) and all(isinstance(v, Tensor) for v in views):
+        batch = check_view_batch(views, "views")
+        n = int(batch[0].shape[0])
+        size = n if batch_size is None else int(batch_size)
+        return [
+            tuple(v[start : start + size] for v in batch) for start in range(0, n, size)
+        ]
+    if not isinstance(views, Iterable):
+        raise TypeError(
+            f"views must be a list of p >= 2 view tensors or an iterable of view "
+            f"batches, got {type(views).__name__}."
+        )
+    return _checked_batches(views)

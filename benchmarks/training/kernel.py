@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +38,7 @@ class Cache:
 def build_cache(
     backbone: KernelBackbone,
     raw: Tensor,
-    view_fn: object,
+    view_fn: Callable[[Tensor], Tensor],
     num_views: int,
     seed: int,
 ) -> Cache:
@@ -47,7 +47,7 @@ def build_cache(
     cached = cache_views(
         backbone,
         raw,
-        batch_transform=view_fn,  # type: ignore[arg-type]
+        batch_transform=view_fn,
         num_views=num_views,
         seed=seed,
         batch_size=500,

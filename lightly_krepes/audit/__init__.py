@@ -3,7 +3,8 @@
 - [0] KREPES, 2025, arXiv 2509.24467
 """
 
-from lightly_krepes.audit.audit import AuditResult, audit, audit_encoder, view_batches
+from lightly_krepes._inputs import view_batches
+from lightly_krepes.audit.audit import AuditResult, audit, audit_encoder
 from lightly_krepes.audit.cache import (
     AuditCache,
     AuditRefit,

@@ -12,8 +12,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from lightly_krepes._inputs import is_map_style
-from lightly_krepes._validation import check_floating, check_positive, check_samples
+from lightly_krepes._inputs import is_map_style, view_batches
+from lightly_krepes._seeding import seeded
+from lightly_krepes._validation import check_positive, check_samples
 from lightly_krepes.audit.damping import DampingSelection, select_damping
 from lightly_krepes.audit.newton import (
     NewtonStep,
@@ -22,7 +23,7 @@ from lightly_krepes.audit.newton import (
     solve_newton,
 )
 from lightly_krepes.audit.objective import AuditObjective
-from lightly_krepes.audit.surrogate import FitMethod, _seeded, build_surrogate
+from lightly_krepes.audit.surrogate import FitMethod, build_surrogate
 from lightly_krepes.backbone import KernelBackbone
 from lightly_krepes.backbone.kernel_backbone import LandmarkMethod
 
@@ -55,96 +56,6 @@ class AuditResult:
 
 
 # -- views given to audit --------------------------------------------------------------
-
-
-def _check_view_batch(batch: Any, index: int, where: str) -> ViewBatch:
-    if isinstance(batch, Tensor) or not isinstance(batch, list | tuple):
-        raise TypeError(
-            f"{where} must be a list or tuple of p >= 2 view tensors (v0, v1, ...) "
-            f"of shape (n, ...), got {type(batch).__name__}. For a stacked tensor "
-            f"of shape (p, n, ...) pass list(views)."
-        )
-    if len(batch) < 2:
-        raise ValueError(
-            f"{where} holds {len(batch)} view(s); the audit needs p >= 2 views of "
-            f"the same samples (SSL losses compare views of one sample). Give two "
-            f"augmentations of each sample."
-        )
-    for j, view in enumerate(batch):
-        check_floating(view, f"view {j} of {where}")
-        if view.dim() < 1:
-            raise ValueError(
-                f"View {j} of {where} is 0-dimensional; views are (n, ...) with "
-                f"one sample per row."
-            )
-    sizes = [int(v.shape[0]) for v in batch]
-    if len(set(sizes)) > 1:
-        raise ValueError(
-            f"The views of {where} hold different numbers of samples {sizes}; "
-            f"row i of every view must be a view of the same sample i, so all "
-            f"must have the same n."
-        )
-    if sizes[0] == 0:
-        raise ValueError(f"The views of {where} hold no samples.")
-    return tuple(batch)
-
-
-def _checked_batches(batches: Iterable[Any]) -> Iterator[ViewBatch]:
-    for i, batch in enumerate(batches):
-        yield _check_view_batch(batch, i, f"view batch {i}")
-
-
-def view_batches(
-    views: Sequence[Tensor] | Iterable[Sequence[Tensor]],
-    batch_size: int | None = None,
-) -> Iterable[ViewBatch]:
-    """Normalises :func:`audit`'s ``views`` into checked batches of views.
-
-    Args:
-        views: A list or tuple of p >= 2 tensors of shape (n, ...), the same n
-            samples' views (row i of each is a view of sample i); or an iterable
-            of such view batches (lists or tuples of tensors), consumed once.
-        batch_size: For a list of p tensors, the samples per loss batch (SSL
-            losses are batch-level: in-batch negatives, batch statistics); None
-            puts all n samples in one batch. Ignored for an iterable of batches,
-            whose batches are kept as they are.
-
-    Returns:
-        An iterable of tuples of p tensors (B, ...).
-
-    Raises:
-        TypeError: If ``views`` is neither form.
-        ValueError: If p < 2, the views hold different numbers of samples, or
-            ``batch_size`` is not positive.
-
-    Examples:
-        >>> x = torch.randn(10, 3)
-        >>> [len(b[0]) for b in view_batches([x, x + 0.1], batch_size=4)]
-        [4, 4, 2]
-    """
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
-    if isinstance(views, Tensor):
-        raise TypeError(
-            "views must be a list of p >= 2 view tensors of shape (n, ...) (or an "
-            "iterable of such view batches), got one tensor. For a stacked tensor "
-            "of shape (p, n, ...) pass list(views)."
-        )
-    if isinstance(views, list | tuple) and all(isinstance(v, Tensor) for v in views):
-        batch = _check_view_batch(views, 0, "views")
-        n = int(batch[0].shape[0])
-        size = n if batch_size is None else int(batch_size)
-        return [
-            tuple(v[start : start + size] for v in batch) for start in range(0, n, size)
-        ]
-    if not isinstance(views, Iterable):
-        raise TypeError(
-            f"views must be a list of p >= 2 view tensors or an iterable of view "
-            f"batches, got {type(views).__name__}."
-        )
-    return _checked_batches(views)
 
 
 def _take_step(
@@ -513,7 +424,7 @@ def audit_encoder(
         batch_size=batch_size,
         progress=progress,
     )
-    with _seeded(seed):
+    with seeded(seed):
         return audit(
             surrogate,
             loss,

@@ -13,9 +13,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from lightly_krepes._inputs import collect_pool, iter_batches
+from lightly_krepes._inputs import collect_pool, iter_batches, view_batches
+from lightly_krepes._seeding import seeded
 from lightly_krepes._validation import check_positive, check_samples
-from lightly_krepes.audit.audit import _take_step, view_batches
+from lightly_krepes.audit.audit import _take_step
 from lightly_krepes.audit.damping import DampingSelection
 from lightly_krepes.audit.newton import NewtonStep, _check_solver_options, apply_step
 from lightly_krepes.audit.objective import AuditObjective
@@ -25,7 +26,6 @@ from lightly_krepes.audit.surrogate import (
     RidgeMoments,
     SurrogateFit,
     _encoder_outputs,
-    _seeded,
     make_backbone,
     set_linear,
     solve_ridge,
@@ -327,7 +327,7 @@ class AuditCache:
                 "encoder= and data= as given to build_surrogate."
             )
         assert self.record is not None
-        with _seeded(self.record.seed):
+        with seeded(self.record.seed):
             pool, _ = collect_pool(data, self.record.pool_size, self.record.seed)
         device = self.landmarks.device
         targets = _encoder_outputs(encoder, pool, 256, progress).to(device)

@@ -10,9 +10,6 @@
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from lightly_krepes._inputs import collect_pool, iter_batches
+from lightly_krepes._seeding import seeded
 from lightly_krepes._validation import check_positive, check_samples
 from lightly_krepes.backbone import KernelBackbone
 from lightly_krepes.backbone.kernel_backbone import LandmarkMethod
@@ -34,24 +32,6 @@ PENALTY_GRID = tuple(float(v) for v in np.logspace(-10.0, 0.0, 41))
 """Ridge penalties tried by generalised cross-validation, relative to ``c_1 / n``
 (``c_1`` the largest eigenvalue of the centred coordinate Gram ``F^T F``): a
 quarter decade apart from no shrinkage to shrinking the top direction by half."""
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seeds torch, NumPy and ``random`` inside, restoring their states after."""
-    # Image transforms (torchvision, Lightly) draw from the global generators, so
-    # the legacy global NumPy state is the one to seed.
-    py_state = random.getstate()
-    np_state = np.random.get_state()  # noqa: NPY002
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)  # noqa: NPY002
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)  # noqa: NPY002
 
 
 # -- ridge regression on the surrogate's coordinates -------------------------------
@@ -613,7 +593,7 @@ def build_surrogate(
     pool: Tensor | None = None
     pool_indices: Tensor | None = None
     if landmarks is None or fit == "ridge":
-        with _seeded(seed):
+        with seeded(seed):
             pool, pool_indices = collect_pool(data, pool_size, seed)
     sample = landmarks if landmarks is not None else pool
     assert sample is not None

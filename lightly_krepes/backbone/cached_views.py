@@ -9,18 +9,16 @@ epoch then costs GEMMs instead of eNTK passes.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from lightly_krepes._inputs import first_tensor, num_samples
+from lightly_krepes._seeding import seeded
 from lightly_krepes._validation import check_finite
 
 if TYPE_CHECKING:
@@ -28,23 +26,6 @@ if TYPE_CHECKING:
 
 ViewTransform = Callable[[Tensor], Tensor | Sequence[Tensor]]
 BatchTransform = Callable[[Tensor], Tensor]
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Seeds torch, NumPy and ``random`` inside, restoring their states after."""
-    # torchvision and Lightly transforms draw from the global generators.
-    py_state = random.getstate()
-    np_state = np.random.get_state()  # noqa: NPY002
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)  # noqa: NPY002
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)  # noqa: NPY002
 
 
 class CachedViews(Dataset[tuple[list[Tensor], int]]):

@@ -27,7 +27,7 @@ in float64.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lightly_krepes._inputs import view_batches
 from lightly_krepes._validation import check_finite
 from lightly_krepes.backbone.cached_views import CachedViews
 from lightly_krepes.backbone.kernel_backbone import KernelBackbone
@@ -82,32 +83,9 @@ class ViewMoments:
         return self.second - outer, self.positive - outer
 
 
-def _check_views(views: Sequence[Tensor] | CachedViews) -> None:
-    if isinstance(views, CachedViews):
-        return
-    if isinstance(views, Tensor) or not isinstance(views, Sequence):
-        raise TypeError(
-            "views must be a list of p >= 2 tensors of shape (n, ...), one per view "
-            "of the same n samples, or CachedViews from cache_views(); got "
-            f"{type(views).__name__}."
-        )
-    if len(views) < 2:
-        raise ValueError(
-            f"views must hold at least 2 views of the same samples, got {len(views)}."
-        )
-    lengths = [len(v) for v in views]
-    if len(set(lengths)) != 1:
-        raise ValueError(
-            f"Every view must hold the same n samples in the same order; got views "
-            f"of lengths {lengths}."
-        )
-    if lengths[0] < 2:
-        raise ValueError(f"views need at least 2 samples, got {lengths[0]}.")
-
-
 def view_moments(
     backbone: KernelBackbone,
-    views: Sequence[Tensor] | CachedViews,
+    views: Sequence[Tensor] | Iterable[Sequence[Tensor]] | CachedViews,
     *,
     batch_size: int = 1024,
     progress: bool = False,
@@ -117,7 +95,8 @@ def view_moments(
     Args:
         backbone: The kernel backbone (its coordinates ``psi`` are used).
         views: A list of p >= 2 tensors of shape (n, ...), row i of each a view of
-            sample i, or :class:`CachedViews` holding their coordinates.
+            sample i; an iterable of such view batches; or :class:`CachedViews`
+            holding their coordinates.
         batch_size: Samples per block.
         progress: Show a progress bar.
 
@@ -128,37 +107,46 @@ def view_moments(
         ValueError: If fewer than 2 views, views of different lengths, or
             non-finite coordinates.
     """
-    _check_views(views)
+    cached = isinstance(views, CachedViews)
+    batches: Iterable[Sequence[Tensor]]
     if isinstance(views, CachedViews):
-        p, n = views.num_views, len(views)
-
-        def block(v: int, i: int) -> Tensor:
-            assert isinstance(views, CachedViews)
-            return views.features[v, i : i + batch_size]
+        feats_all = views.features
+        batches = (
+            tuple(feats_all[:, i : i + batch_size].unbind(0))
+            for i in range(0, len(views), batch_size)
+        )
     else:
-        p, n = len(views), len(views[0])
-
-        def block(v: int, i: int) -> Tensor:
-            assert not isinstance(views, CachedViews)
-            x = views[v][i : i + batch_size].to(backbone.landmarks)
-            return backbone.features(x)
-
+        batches = view_batches(views, batch_size)
     r = backbone.linear.in_features
     total = torch.zeros(r, dtype=torch.float64)
     second = torch.zeros(r, r, dtype=torch.float64)
     positive = torch.zeros(r, r, dtype=torch.float64)
+    n, p = 0, 0
     with torch.no_grad():
-        for i in tqdm(range(0, n, batch_size), disable=not progress, desc="moments"):
-            feats = [block(v, i).double().cpu() for v in range(p)]
+        for batch in tqdm(batches, disable=not progress, desc="moments"):
+            if p and len(batch) != p:
+                raise ValueError(
+                    f"Every view batch must hold the same number of views; got "
+                    f"{len(batch)} after {p}."
+                )
+            p = len(batch)
+            feats = [
+                (v if cached else backbone.features(v.to(backbone.landmarks)))
+                .double()
+                .cpu()
+                for v in batch
+            ]
             for f in feats:
                 check_finite(f, "view coordinates")
             summed = torch.stack(feats).sum(0)
-            square = sum(f.T @ f for f in feats)
-            assert isinstance(square, Tensor)
+            square = torch.stack([f.T @ f for f in feats]).sum(0)
             total += summed.sum(0)
             second += square
             # sum over ordered pairs a != b of f_a^T f_b = S^T S - sum_a f_a^T f_a
             positive += summed.T @ summed - square
+            n += int(feats[0].shape[0])
+    if n == 0:
+        raise ValueError("views hold no samples.")
     mean = total / (n * p)
     second = second / (n * p)
     positive = positive / (n * p * (p - 1))
@@ -241,7 +229,7 @@ def barlow_twins_objective(
 
 def fit_closed_form(
     backbone: KernelBackbone,
-    views: Sequence[Tensor] | CachedViews,
+    views: Sequence[Tensor] | Iterable[Sequence[Tensor]] | CachedViews,
     loss: ClosedFormLoss = "spectral_contrastive",
     *,
     batch_size: int = 1024,
@@ -263,8 +251,8 @@ def fit_closed_form(
     Args:
         backbone: The backbone; its weight and bias are overwritten in place.
         views: A list of p >= 2 tensors of shape (n, ...), row i of each a view of
-            sample i (e.g. ``[transform(x) for _ in range(p)]``), or
-            :class:`CachedViews`.
+            sample i (e.g. ``[transform(x) for _ in range(p)]``), an iterable of
+            such view batches, or :class:`CachedViews`.
         loss: ``"spectral_contrastive"`` or ``"barlow_twins"``.
         batch_size: Samples per block when streaming the views.
         rtol: Relative eigenvalue cut-off of the moment matrices' inverse root.
