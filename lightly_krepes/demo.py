@@ -243,6 +243,13 @@ def explain(
         f"({distinct(paper)} distinct); kernel-nearest landmark "
         f"{p_kernel:.3f}, chance {chance:.3f}"
     )
+    if p_default < p_cosine:
+        print(
+            f"  not yet explained better than the baseline: the cosine-nearest "
+            f"landmark shares the class {p_cosine - p_default:.3f} more often than "
+            f"the default ranking's top landmark. The top landmark is the largest "
+            f"term of f(x), not its nearest neighbour (see docs/explaining.md)."
+        )
     print(
         f"kNN (k=50) confidence drop removing landmarks: top-10 "
         f"{deletion.top_drop:.4f} vs random-10 {deletion.random_drop:.4f} "
