@@ -26,6 +26,7 @@ from lightly_krepes.attribution import (
     precision_at_1,
     sample_specific_influence,
     step_influence,
+    streamed_top,
 )
 from lightly_krepes.audit import (
     AuditCache,
@@ -34,6 +35,7 @@ from lightly_krepes.audit import (
     AuditResult,
     DampingCandidate,
     DampingSelection,
+    FeatureStore,
     NewtonStep,
     SpectralEntropy,
     SurrogateFit,
@@ -86,6 +88,7 @@ __all__ = [
     "EmpiricalNTK",
     "FeatureAlignmentGap",
     "FeatureKernel",
+    "FeatureStore",
     "Kernel",
     "KernelBackbone",
     "KernelPCALoss",
@@ -132,5 +135,6 @@ __all__ = [
     "solve_newton",
     "spectral_entropy",
     "step_influence",
+    "streamed_top",
     "top_representer_landmarks",
 ]

@@ -198,6 +198,7 @@ def explain(
         path=figure,
         titles=[f"test: {int(y)}" for y in y_test[:num_queries]],
         landmark_titles=[str(int(y)) for y in landmark_labels],
+        similar=expansion.rows(queries) > 0,
     )
     print(f"proponents/opponents of {num_queries} test images: {figure}")
     for i in range(min(3, num_queries)):
@@ -209,11 +210,9 @@ def explain(
         )
     with torch.no_grad():
         rows = expansion.rows(x_test)
-        default = expansion.scores(rows=rows)
+        default_top = expansion.top(k=1, rows=rows).indices[:, 0]
         paper = expansion.sample_specific_influence(rows=rows)
-        p_default = precision_at_1(
-            expansion, x_test, y_test, landmark_labels, ranking=default
-        )
+        p_default = precision_at_1(expansion, x_test, y_test, landmark_labels)
         p_paper = precision_at_1(
             expansion, x_test, y_test, landmark_labels, ranking=paper
         )
@@ -228,8 +227,8 @@ def explain(
         chance = float((counts / counts.sum()) @ (test_counts / test_counts.sum()))
         deletion = deletion_test(expansion, x_test, x_train, y_train, k=10)
 
-    def distinct(scores: Tensor) -> int:
-        return int(torch.unique(scores.argmax(1)).numel())
+    def distinct(top1: Tensor) -> int:
+        return int(torch.unique(top1).numel())
 
     print(
         f"precision@1 of the top landmark ({len(x_test)} test images): influence "
@@ -238,9 +237,10 @@ def explain(
     )
     print(
         f"  projection = the default ranking (share of f(x) along its own "
-        f"direction; {distinct(default)} distinct top-1 landmarks), "
+        f"direction, among landmarks more similar to x than the reference row; "
+        f"{distinct(default_top)} distinct top-1 landmarks), "
         f"influence = the paper's IS |k(l, x)| |w_l| "
-        f"({distinct(paper)} distinct); kernel-nearest landmark "
+        f"({distinct(paper.argmax(1))} distinct); kernel-nearest landmark "
         f"{p_kernel:.3f}, chance {chance:.3f}"
     )
     if p_default < p_cosine:

@@ -18,7 +18,11 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from lightly_krepes.attribution.expansion import LandmarkExpansion, as_expansion
+from lightly_krepes.attribution.expansion import (
+    LandmarkExpansion,
+    as_expansion,
+    rank_terms,
+)
 from lightly_krepes.attribution.feature_alignment import FeatureAlignmentGap
 from lightly_krepes.attribution.targets import TargetSpec
 from lightly_krepes.backbone import KernelBackbone
@@ -249,6 +253,7 @@ def plot_proponents_opponents(
     landmark_titles: Sequence[str] | None = None,
     denormalize: Denormalize = None,
     caption: str | None = None,
+    similar: Tensor | None = None,
     dpi: int = 110,
 ) -> Figure:
     """Each test image beside its top-k proponent and top-k opponent landmarks.
@@ -279,6 +284,11 @@ def plot_proponents_opponents(
             :data:`Denormalize`); None stretches each image to its range.
         caption: Text under the figure; None explains proponents and opponents
             of the default scores (pass your own for other targets, "" for none).
+        similar: Optional boolean tensor (B, m), ``expansion.rows(images) > 0``:
+            landmarks more similar to the image than the reference row, ranked
+            first as in
+            :meth:`~lightly_krepes.attribution.LandmarkExpansion.top` (None
+            ranks by score alone).
         dpi: Resolution of the PNG.
 
     Returns:
@@ -313,8 +323,9 @@ def plot_proponents_opponents(
     scores = scores.detach().double().cpu()
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("scores contain NaN or infinite values.")
-    high, high_idx = scores.topk(k, dim=1)
-    low, low_idx = scores.topk(k, dim=1, largest=False)
+    mask = None if similar is None else similar.detach().cpu().bool()
+    high_idx, high = rank_terms(scores, mask, k, proponents=True)
+    low_idx, low = rank_terms(scores, mask, k, proponents=False)
 
     fig = Figure(figsize=(1.25 * (2 * k + 1) + 0.3, 1.45 * rows + 0.45))
     axes = fig.subplots(rows, 2 * k + 1, squeeze=False)

@@ -59,16 +59,16 @@ class TestTopRepresenterLandmarks:
         x = torch.randn(5, 1, 4, 4).double()
         expansion = LandmarkExpansion(backbone)
         indices, scores = top_representer_landmarks(expansion, x, k=12)
-        expected = expansion.scores(x).sort(dim=1, descending=True)
-        torch.testing.assert_close(scores, expected.values)
-        torch.testing.assert_close(
-            expansion.scores(x).gather(1, indices), expected.values
-        )
+        expected = expansion.top(x, 12)
+        torch.testing.assert_close(indices, expected.indices)
+        torch.testing.assert_close(scores, expected.influence_scores)
+        torch.testing.assert_close(expansion.scores(x).gather(1, indices), scores)
         torch.testing.assert_close(
             scores.sum(1), (expansion.outputs(x) - expansion.offset).norm(dim=1)
         )
         low, _ = top_representer_landmarks(backbone, x, k=2, proponents=False)
-        assert torch.equal(low[:, 0], expansion.scores(x).argmin(1))
+        expected_low = expansion.top(x, 2, proponents=False).indices
+        assert torch.equal(low, expected_low)
 
     def test_top_representer_landmarks__rejects_bad_arguments(self) -> None:
         backbone = _backbone()

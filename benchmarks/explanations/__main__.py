@@ -118,6 +118,25 @@ def ci(arm: dict[str, float]) -> str:
     return f"{arm['mean']:.4f} [{arm['lo']:.4f}, {arm['hi']:.4f}]"
 
 
+DELETION_ARMS = (
+    "scores",
+    "scores_contrast",
+    "random",
+    "kernel_nearest",
+    "cosine_nearest",
+    "paper_IS",
+)
+PRECISION_FIGURES = (
+    "scores",
+    "scores_contrast",
+    "paper_IS",
+    "nearest_representation",
+    "nearest_kernel",
+    "nearest_input",
+    "chance",
+)
+
+
 def table_rows(name: str, seed: int, s: dict[str, Any]) -> list[list[Any]]:
     """One row per figure: data set, seed, m, check, figure, value, target."""
     tag = [name, seed, f"{s['m']} ({s['fit']})"]
@@ -125,7 +144,7 @@ def table_rows(name: str, seed: int, s: dict[str, Any]) -> list[list[Any]]:
     for key, arms in s["deletion"].items():
         if not key.startswith("k="):
             continue
-        for arm in ("scores", "random", "kernel_nearest", "cosine_nearest", "paper_IS"):
+        for arm in DELETION_ARMS:
             target = ""
             if key == "k=10" and arm == "scores":
                 target = ">= 20x random-10, > kernel-nearest-10 (paper .05-.08)"
@@ -138,8 +157,7 @@ def table_rows(name: str, seed: int, s: dict[str, Any]) -> list[list[Any]]:
              ">= 20" if key == "k=10" else ""]
         )  # fmt: skip
     p = s["precision"]
-    for fig in ("scores", "paper_IS", "nearest_representation", "nearest_kernel",
-                "nearest_input", "chance"):  # fmt: skip
+    for fig in PRECISION_FIGURES:
         target = ">= nearest_representation (paper .872 vs .809 Adult)"
         rows.append([*tag, "precision@1", fig, fmt(p[fig]),
                      target if fig == "scores" else ""])  # fmt: skip

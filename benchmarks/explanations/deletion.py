@@ -44,11 +44,15 @@ def run(
     seed: int,
     ks: tuple[int, ...] = KS,
 ) -> dict[str, Any]:
-    """Every arm at every k: scores, IS, cosine-nearest, random, kernel-nearest."""
+    """Every arm at every k: scores (default ranking and with contrast terms), IS,
+    cosine-nearest, random, kernel-nearest."""
     with torch.no_grad():
         rows = expansion.rows(x)
         rankings: dict[str, Tensor | None] = {
             "scores": None,
+            # The same scores ranked with contrast terms (see
+            # LandmarkExpansion.top), to show what the default ranking gives up.
+            "scores_contrast": expansion.scores(rows=rows),
             "paper_IS": expansion.sample_specific_influence(rows=rows),
             "cosine_nearest": cosine_ranking(expansion, x),
         }

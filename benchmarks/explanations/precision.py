@@ -30,10 +30,17 @@ def run(
     """Scores and the paper's IS against cosine-, kernel-, input-nearest, chance."""
     with torch.no_grad():
         rows = expansion.rows(x)
-        scores = expansion.scores(rows=rows)
+        top1 = expansion.top(k=1, rows=rows).indices[:, 0]
         influence = expansion.sample_specific_influence(rows=rows)
         out: dict[str, Any] = {
             "scores": precision_at_1(expansion, x, labels, landmark_labels),
+            "scores_contrast": precision_at_1(
+                expansion,
+                x,
+                labels,
+                landmark_labels,
+                ranking=expansion.scores(rows=rows),
+            ),
             "paper_IS": precision_at_1(
                 expansion, x, labels, landmark_labels, ranking=influence
             ),
@@ -43,7 +50,7 @@ def run(
                 expansion, x, labels, landmark_labels, space=space
             )
     out["chance"] = chance(labels, landmark_labels)
-    out["distinct_top1_scores"] = int(torch.unique(scores.argmax(1)).numel())
+    out["distinct_top1_scores"] = int(torch.unique(top1).numel())
     out["distinct_top1_IS"] = int(torch.unique(influence.argmax(1)).numel())
     out["points"] = int(x.shape[0])
     out["m"] = expansion.num_landmarks

@@ -71,12 +71,12 @@ def run(
         )
         before = shares(x_rows, full)
         predicted = before.argmax(1)
-        scores = expansion.scores(rows=expansion.rows(x))
+        top = expansion.top(x, k).indices
     generator = torch.Generator().manual_seed(seed)
     drops: dict[str, list[float]] = {"top": [], "random": [], "kernel_nearest": []}
     for i in range(x.shape[0]):
         removed = {
-            "top": scores[i].topk(k).indices,
+            "top": top[i],
             "random": torch.randperm(m, generator=generator)[:k],
             "kernel_nearest": x_rows[i].topk(k).indices,
         }

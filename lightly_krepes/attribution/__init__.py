@@ -38,6 +38,7 @@ from lightly_krepes.attribution.scores import (
     sample_specific_influence,
     step_influence,
 )
+from lightly_krepes.attribution.streaming import streamed_top
 from lightly_krepes.attribution.targets import (
     Dimension,
     Direction,
@@ -76,4 +77,5 @@ __all__ = [
     "precision_at_1",
     "sample_specific_influence",
     "step_influence",
+    "streamed_top",
 ]

@@ -226,8 +226,10 @@ def feature_alignment_gap(
         rows = expansion.rows(x)
         if score == "signed":
             scores = expansion.scores(target=target, rows=rows)
+            top_indices = expansion.top(k=top_k, target=target, rows=rows).indices
         elif score == "sample_specific":
             scores = expansion.sample_specific_influence(rows=rows)
+            top_indices = scores.topk(top_k, dim=1).indices
         else:
             raise ValueError(
                 f"score must be 'signed' or 'sample_specific', got {score!r}."
@@ -235,7 +237,6 @@ def feature_alignment_gap(
     consistency = feature_consistency(x, landmarks, feature, value_range)
     magnitude = scores.abs()
 
-    top_indices = scores.topk(top_k, dim=1).indices
     psi = _weighted_mean(
         consistency.gather(1, top_indices), magnitude.gather(1, top_indices)
     )

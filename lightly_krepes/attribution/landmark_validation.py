@@ -204,10 +204,9 @@ def precision_at_1(
     rows = expansion.rows(x)
     labels = check_labels(labels, x.shape[0], "labels", "sample of x")
     if ranking is None:
-        scores = expansion.scores(target=target, rows=rows)
+        top = expansion.top(k=1, target=target, rows=rows).indices[:, 0]
     else:
-        scores = _check_ranking(ranking, x.shape[0], m)
-    top = scores.argmax(1)
+        top = _check_ranking(ranking, x.shape[0], m).argmax(1)
     hits = landmark_labels.to(top.device)[top] == labels.to(top.device)
     return float(hits.double().mean())
 
@@ -392,9 +391,10 @@ def deletion_test(
                 f"({n_bank}), got {k_neighbors}."
             )
         if ranking is None:
-            scores = expansion.scores(target=target, rows=rows)
+            top_indices = expansion.top(k=k, target=target, rows=rows).indices
         else:
-            scores = _check_ranking(ranking, rows.shape[0], m)
+            ranked = _check_ranking(ranking, rows.shape[0], m)
+            top_indices = ranked.topk(k, dim=1).indices
         num_classes = int(labels.max()) + 1
         knn_k = int(k_neighbors)
 
@@ -413,7 +413,7 @@ def deletion_test(
         )
         predictions = shares.argmax(1)
         before = shares.gather(1, predictions[:, None])[:, 0]
-        top = before - confidence(scores.topk(k, dim=1).indices, predictions)
+        top = before - confidence(top_indices, predictions)
         raw_rows = rows + expansion.reference_row
         nearest = before - confidence(raw_rows.topk(k, dim=1).indices, predictions)
         generator = torch.Generator().manual_seed(int(seed))

@@ -152,11 +152,9 @@ class RepresenterInfluence(DataInfluence):  # type: ignore[misc]
         if k is not None:
             k = check_count(k, self.num_landmarks)
         rows = self.compute_intermediate_quantities(inputs, show_progress)
-        scores = self.expansion.scores(target=target, rows=rows)
         if k is None:
-            return scores
-        values, indices = torch.topk(scores, k, dim=1, largest=bool(proponents))
-        return KMostInfluentialResults(indices=indices, influence_scores=values)
+            return self.expansion.scores(target=target, rows=rows)
+        return self.expansion.top(k=k, target=target, proponents=proponents, rows=rows)
 
     def self_influence(
         self,

@@ -4,7 +4,7 @@
 """
 
 from lightly_krepes._inputs import view_batches
-from lightly_krepes.audit.audit import AuditResult, audit, audit_encoder
+from lightly_krepes.audit.audit import AuditResult, audit, audit_encoder, refine_step
 from lightly_krepes.audit.cache import (
     AuditCache,
     AuditRefit,
@@ -20,13 +20,19 @@ from lightly_krepes.audit.damping import (
     select_damping,
     spectral_entropy,
 )
+from lightly_krepes.audit.feature_store import FeatureStore, backbone_fingerprint
+from lightly_krepes.audit.krylov import Lanczos, ShiftedSolves
 from lightly_krepes.audit.newton import (
     NewtonStep,
     apply_step,
     newton_step,
     solve_newton,
 )
-from lightly_krepes.audit.objective import AuditObjective
+from lightly_krepes.audit.objective import (
+    DEFAULT_CURVATURE_ROWS,
+    AuditObjective,
+    curvature_subsample,
+)
 from lightly_krepes.audit.surrogate import (
     RidgeFit,
     RidgeMoments,
@@ -38,27 +44,34 @@ from lightly_krepes.audit.surrogate import (
 )
 
 __all__ = [
+    "DEFAULT_CURVATURE_ROWS",
     "AuditCache",
     "AuditObjective",
     "AuditRefit",
     "AuditResult",
     "DampingCandidate",
     "DampingSelection",
+    "FeatureStore",
+    "Lanczos",
     "NewtonStep",
     "RidgeFit",
     "RidgeMoments",
+    "ShiftedSolves",
     "SpectralEntropy",
     "SurrogateFit",
     "apply_step",
     "audit",
     "audit_encoder",
     "audit_refit",
+    "backbone_fingerprint",
     "build_surrogate",
+    "curvature_subsample",
     "estimate_curvature",
     "estimate_min_eigenvalue",
     "fit_ridge",
     "landmark_gram",
     "newton_step",
+    "refine_step",
     "select_damping",
     "set_linear",
     "solve_newton",

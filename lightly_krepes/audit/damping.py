@@ -3,6 +3,8 @@
 - [0] KREPES, 2025, arXiv 2509.24467
 - [1] Roy, Vetterli, 2007, The effective rank: a measure of effective
   dimensionality, EUSIPCO
+- [2] Frommer, Maass, 1999, Fast CG-based methods for Tikhonov-Phillips
+  regularization, SIAM J. Sci. Comput. 20(5)
 """
 
 from __future__ import annotations
@@ -11,13 +13,19 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
 from lightly_krepes._validation import check_floating, check_positive
-from lightly_krepes.audit.newton import NewtonStep, _check_solver_options, _solve
+from lightly_krepes.audit.krylov import Lanczos
+from lightly_krepes.audit.newton import (
+    NewtonStep,
+    _check_solver_options,
+    _newton_step,
+    _solve,
+)
 from lightly_krepes.audit.objective import AuditObjective
 
 
@@ -143,6 +151,10 @@ class DampingSelection:
             shifts the default grid (None when the grid was given).
         fallback: Whether no candidate was eligible and the largest damping was
             taken.
+        hvp_count: Hessian-vector products used in all (spectrum estimate and
+            solves; each is a pass over all batches), None if not counted.
+        solver: ``"lanczos"`` (one Krylov space for the grid) or ``"cg"`` (CG per
+            candidate).
     """
 
     damping: float
@@ -152,6 +164,21 @@ class DampingSelection:
     curvature_scale: float | None
     fallback: bool
     min_eigenvalue: float | None = None
+    hvp_count: int | None = None
+    solver: str = "lanczos"
+
+
+class _CountedHVP:
+    """``v -> H(theta) v`` that counts its calls, for :class:`DampingSelection`."""
+
+    def __init__(self, objective: AuditObjective, theta: Tensor) -> None:
+        self.objective = objective
+        self.theta = theta
+        self.count = 0
+
+    def __call__(self, vector: Tensor) -> Tensor:
+        self.count += 1
+        return self.objective.hvp(self.theta, vector)
 
 
 def _check_num_iter(num_iter: int) -> None:
@@ -220,6 +247,25 @@ def estimate_curvature(
     return norm
 
 
+def _min_eigenvalue(
+    hvp: Callable[[Tensor], Tensor],
+    like: Tensor,
+    *,
+    scale: float,
+    num_iter: int,
+    seed: int,
+) -> float:
+    if scale == 0.0:
+        return 0.0
+    # 1.5 x: the estimate of |lambda|_max errs low, and a shift below it would
+    # let the largest positive eigenvalue dominate instead.
+    shift = 1.5 * float(scale)
+    v, _ = _power_iteration(
+        lambda u: shift * u - hvp(u), like, num_iter=num_iter, seed=seed + 1
+    )
+    return float(v @ hvp(v))
+
+
 def estimate_min_eigenvalue(
     objective: AuditObjective,
     *,
@@ -265,19 +311,17 @@ def estimate_min_eigenvalue(
     _check_num_iter(num_iter)
     if scale is None:
         scale = estimate_curvature(objective, seed=seed)
-    if scale == 0.0:
-        return 0.0
-    # 1.5 x: the estimate of |lambda|_max errs low, and a shift below it would
-    # let the largest positive eigenvalue dominate instead.
-    shift = 1.5 * float(scale)
     theta = objective.initial_parameters()
-    v, _ = _power_iteration(
-        lambda u: shift * u - objective.hvp(theta, u),
+    return _min_eigenvalue(
+        lambda u: objective.hvp(theta, u),
         theta,
+        scale=float(scale),
         num_iter=num_iter,
-        seed=seed + 1,
+        seed=seed,
     )
-    return float(v @ objective.hvp(theta, v))
+
+
+_SOLVERS = ("lanczos", "cg")
 
 
 def select_damping(
@@ -292,6 +336,7 @@ def select_damping(
     tol: float = 1e-6,
     seed: int = 0,
     progress: bool = True,
+    solver: Literal["lanczos", "cg"] = "lanczos",
 ) -> DampingSelection:
     """Chooses the audit step's damping without labels by the spectral entropy.
 
@@ -302,15 +347,14 @@ def select_damping(
     smallest step. Our reading of the rule is a constraint instead:
 
     1. Try a log-spaced grid of dampings: ``num_candidates`` values spanning
-       ``relative_range`` times the curvature scale ``|lambda|_max(H)``
-       (estimated by ``power_iterations`` Hessian-vector products), each shifted
-       by ``1.1 max(0, -lambda_min(H))`` (:func:`estimate_min_eigenvalue`, with
-       ``3 * power_iterations`` products) so that ``H + damping I`` is positive
-       definite and CG returns a proper damped Newton step; or the given
-       ``dampings``. (Without the shift, every damping below ``-lambda_min``
-       meets negative curvature, usually in CG's first iteration, and gives no
-       step: SSL losses are not convex in the representation.)
-    2. A candidate is *eligible* if its CG solve met no non-positive curvature,
+       ``relative_range`` times the curvature scale ``|lambda|_max(H)``, each
+       shifted by ``1.1 max(0, -lambda_min(H))`` so that ``H + damping I`` is
+       positive definite and the solve returns a proper damped Newton step; or
+       the given ``dampings``. (Without the shift, every damping below
+       ``-lambda_min`` meets negative curvature, usually in the first
+       iteration, and gives no step: SSL losses are not convex in the
+       representation.)
+    2. A candidate is *eligible* if its solve met no non-positive curvature,
        its step keeps the objective finite and does not increase it, and the
        updated A keeps the normalised spectral entropy of ``A^T A`` (divided by
        ``log(out_dim)``, see :func:`spectral_entropy`) at or above
@@ -324,9 +368,28 @@ def select_damping(
        representation's dimensionality. If none is eligible, fall back to the
        largest damping (with a warning).
 
+    With ``solver="lanczos"`` (default) all candidates are solved in one Krylov
+    space (:class:`~lightly_krepes.audit.krylov.Lanczos` started at ``-g``): the
+    systems ``(H + damping I) delta = -g`` differ only by a shift, so one
+    Hessian-vector product per step serves the whole grid [2], and each
+    candidate's step is CG's iterate (same stopping rule, same negative-curvature
+    test). The curvature scale and ``lambda_min`` of the default grid are the
+    extreme Ritz values after the first ``4 * power_iterations`` steps, which
+    the solves then continue from, so the estimate is nearly free. Ritz values
+    lie inside the spectrum and miss eigenvectors orthogonal to g, so
+    ``lambda_min`` may be lower; the solves live in the same space and do not
+    see those directions, and the 1.1 margin covers the rest (a candidate that
+    still meets negative curvature is marked ineligible). With ``solver="cg"``
+    the estimate is by power iteration (``power_iterations`` products for
+    ``|lambda|_max``, ``3 * power_iterations + 1`` for ``lambda_min``, see
+    :func:`estimate_curvature`, :func:`estimate_min_eigenvalue`) and each
+    candidate gets its own CG, as before: up to ``num_candidates * max_iter``
+    products where Lanczos needs ``max_iter``.
+
     All candidates, with their entropy, loss and step, are returned so callers can
     apply another rule. The Nyström features are computed once, in ``objective``,
-    and the gradient once for all candidates.
+    the gradient once for all candidates, and the loss after each step once per
+    candidate.
 
     Args:
         objective: The cached objective.
@@ -336,20 +399,31 @@ def select_damping(
             to the curvature scale.
         threshold: Minimum normalised spectral entropy relative to the starting
             point's, in [0, 1].
-        power_iterations: Power iterations of the curvature estimate.
-        max_iter: Maximum CG iterations per candidate.
-        tol: Relative CG residual.
-        seed: Seed of the power iteration.
+        power_iterations: Budget of the default grid's spectrum estimate:
+            ``4 * power_iterations`` Lanczos steps (``solver="lanczos"``, at most
+            ``max_iter``), or ``power_iterations`` power iterations for the
+            curvature scale and three times as many for ``lambda_min``
+            (``solver="cg"``). Unused when ``dampings`` is given.
+        max_iter: Maximum iterations per candidate: CG iterations each
+            (``"cg"``), or Lanczos steps in all (``"lanczos"``), each one
+            Hessian-vector product.
+        tol: Relative residual ``|(H + damping I) delta + g| / |g|`` at which a
+            candidate's solve stops.
+        seed: Seed of the power iteration (``solver="cg"`` only: Lanczos starts
+            at the gradient and is deterministic).
         progress: Show progress bars.
+        solver: ``"lanczos"``, one Krylov space for all candidates, or ``"cg"``,
+            conjugate gradients per candidate (for comparison).
 
     Returns:
-        The selection.
+        The selection, with ``hvp_count`` the Hessian-vector products used.
 
     Raises:
-        ValueError: If the grid, threshold or solver options are invalid.
+        ValueError: If the grid, threshold, solver or solver options are invalid.
 
     References:
         - [0] KREPES, 2025, arXiv 2509.24467
+        - [2] Frommer, Maass, 1999, SIAM J. Sci. Comput. 20(5)
 
     Examples:
         >>> from lightly.loss import VICRegLoss
@@ -363,10 +437,25 @@ def select_damping(
         >>> selection = select_damping(objective, num_candidates=3, progress=False)
         >>> len(selection.candidates)
         3
+        >>> cg = select_damping(
+        ...     objective, num_candidates=3, solver="cg", progress=False
+        ... )
+        >>> selection.hvp_count < cg.hvp_count
+        True
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}.")
     _check_solver_options(max_iter, tol)
+    if solver not in _SOLVERS:
+        raise ValueError(
+            f"solver must be one of {_SOLVERS}, got {solver!r}: 'lanczos' solves all "
+            f"dampings in one Krylov space, 'cg' runs CG per damping."
+        )
+    _check_num_iter(power_iterations)
+    theta = objective.initial_parameters()
+    hvp = _CountedHVP(objective, theta)
+    loss_before, gradient = objective.gradient(theta)
+    lanczos = Lanczos(hvp, -gradient) if solver == "lanczos" else None
     curvature_scale: float | None = None
     min_eigenvalue: float | None = None
     if dampings is None:
@@ -382,18 +471,27 @@ def select_damping(
                 f"relative_range must be (low, high) with low <= high, got "
                 f"{relative_range}."
             )
-        curvature_scale = estimate_curvature(
-            objective, num_iter=power_iterations, seed=seed
-        )
-        min_eigenvalue = estimate_min_eigenvalue(
-            objective,
-            scale=curvature_scale,
-            num_iter=3 * power_iterations,
-            seed=seed,
-        )
+        if lanczos is not None:
+            lanczos.extend(min(4 * int(power_iterations), max_iter), progress=progress)
+            ritz = lanczos.ritz_values()
+            # A zero gradient leaves the Krylov space empty: every step is zero.
+            curvature_scale = float(ritz.abs().max()) if ritz.numel() else 0.0
+            min_eigenvalue = float(ritz[0]) if ritz.numel() else 0.0
+        else:
+            _, curvature_scale = _power_iteration(
+                hvp, theta, num_iter=power_iterations, seed=seed
+            )
+            min_eigenvalue = _min_eigenvalue(
+                hvp,
+                theta,
+                scale=curvature_scale,
+                num_iter=3 * power_iterations,
+                seed=seed,
+            )
         # A flat loss has no curvature scale; the grid is then absolute.
         scale = curvature_scale if curvature_scale > 0 else 1.0
-        # 1.1 x: the power-iteration estimate of lambda_min errs towards zero.
+        # 1.1 x: both the power-iteration and the Ritz estimate of lambda_min
+        # err towards zero.
         shift = 1.1 * max(0.0, -min_eigenvalue)
         grid = (
             shift
@@ -409,8 +507,6 @@ def select_damping(
             check_positive(value, "every damping")
         grid = sorted(float(d) for d in dampings)
 
-    theta = objective.initial_parameters()
-    loss_before, gradient = objective.gradient(theta)
     weight0, _ = objective.unflatten(theta)
     # The rule is relative to the starting point: A_0 = [I 0] scores 1, but a
     # surrogate fitted to the encoder starts at the encoder's own spectrum.
@@ -420,22 +516,42 @@ def select_damping(
     except ValueError:
         # A_0 = 0 has no spectrum; the threshold is then absolute.
         minimum = threshold
+    solves = (
+        None
+        if lanczos is None
+        else lanczos.run(grid, tol=tol, max_iter=max_iter, progress=progress)
+    )
     candidates = []
-    for damping in grid:
+    for index, damping in enumerate(grid):
         with warnings.catch_warnings():
             # Non-positive curvature or an infinite loss mark the candidate
             # ineligible instead.
             warnings.simplefilter("ignore", RuntimeWarning)
-            step = _solve(
-                objective,
-                theta,
-                loss_before,
-                gradient,
-                damping,
-                max_iter=max_iter,
-                tol=tol,
-                progress=progress,
-            )
+            if solves is None:
+                step = _solve(
+                    objective,
+                    theta,
+                    loss_before,
+                    gradient,
+                    damping,
+                    max_iter=max_iter,
+                    tol=tol,
+                    progress=progress,
+                    hvp=hvp,
+                )
+            else:
+                step = _newton_step(
+                    objective,
+                    theta,
+                    loss_before,
+                    gradient,
+                    damping,
+                    solves.solutions[index],
+                    iterations=int(solves.iterations[index]),
+                    residual=float(solves.residuals[index]),
+                    converged=bool(solves.converged[index]),
+                    negative_curvature=bool(solves.negative_curvature[index]),
+                )
         weight = weight0 + step.delta_weight.to(weight0)
         try:
             # A A^T has the non-zero spectrum of A^T A, at (h x h) not (r x r).
@@ -480,4 +596,6 @@ def select_damping(
         curvature_scale=curvature_scale,
         fallback=fallback,
         min_eigenvalue=min_eigenvalue,
+        hvp_count=hvp.count,
+        solver=solver,
     )

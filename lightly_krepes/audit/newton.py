@@ -122,42 +122,47 @@ def _check_solver_options(max_iter: int, tol: float) -> None:
         raise ValueError(f"tol is a relative residual in [0, 1), got {tol}.")
 
 
-def _solve(
+def _newton_step(
     objective: AuditObjective,
     theta: Tensor,
     loss_before: float,
     gradient: Tensor,
     damping: float,
+    solution: Tensor,
     *,
-    max_iter: int,
-    tol: float,
-    progress: bool,
+    iterations: int,
+    residual: float,
+    converged: bool,
+    negative_curvature: bool,
+    stacklevel: int = 2,
 ) -> NewtonStep:
-    def operator(v: Tensor) -> Tensor:
-        return objective.hvp(theta, v) + damping * v
+    """Turns a solution of ``(H + damping I) delta = -g`` into a :class:`NewtonStep`.
 
-    result = _conjugate_gradient(
-        operator, -gradient, max_iter=max_iter, tol=tol, progress=progress
-    )
-    if result.negative_curvature:
+    The one place that evaluates the loss after the step, warns and maps delta
+    to (Delta A, Delta gamma, Delta alpha), whichever Krylov solver found it:
+    per-damping CG (:func:`solve_newton`) or one Lanczos space for a grid of
+    dampings (``select_damping``). ``stacklevel`` is the warnings' level as seen
+    from the caller of this function.
+    """
+    if negative_curvature:
         warnings.warn(
-            f"Conjugate gradients met non-positive curvature "
-            f"p^T (H + damping I) p <= 0 after {result.iterations} iteration(s): "
+            f"The Krylov solve (CG) met non-positive curvature "
+            f"p^T (H + damping I) p <= 0 after {iterations} iteration(s): "
             f"the loss is non-convex here and damping={damping:.3g} is below the "
             f"magnitude of the most negative Hessian eigenvalue. The returned step "
             f"is the last CG iterate, not the Newton step. Increase damping (or let "
             f"select_damping choose it).",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel + 1,
         )
-    delta = result.solution
+    delta = solution.to(theta)
     loss_after = objective.value(theta + delta, check=False)
     if not abs(loss_after) < float("inf"):
         warnings.warn(
             f"The loss after the step is {loss_after}: the step is too large. "
             f"Increase damping (now {damping:.3g}).",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel + 1,
         )
     backbone = objective.backbone
     weight, bias = objective.unflatten(delta)
@@ -171,11 +176,47 @@ def _solve(
         loss_before=loss_before,
         loss_after=loss_after,
         gradient_norm=float(torch.linalg.vector_norm(gradient)),
-        cg_iterations=result.iterations,
-        cg_residual=result.residual,
-        converged=result.converged,
+        cg_iterations=int(iterations),
+        cg_residual=float(residual),
+        converged=bool(converged),
         damping=float(damping),
+        negative_curvature=bool(negative_curvature),
+    )
+
+
+def _solve(
+    objective: AuditObjective,
+    theta: Tensor,
+    loss_before: float,
+    gradient: Tensor,
+    damping: float,
+    *,
+    max_iter: int,
+    tol: float,
+    progress: bool,
+    hvp: Callable[[Tensor], Tensor] | None = None,
+) -> NewtonStep:
+    """CG on ``(H + damping I) delta = -g``; ``hvp`` replaces ``v -> H v``."""
+    product = hvp if hvp is not None else (lambda v: objective.hvp(theta, v))
+
+    def operator(v: Tensor) -> Tensor:
+        return product(v) + damping * v
+
+    result = _conjugate_gradient(
+        operator, -gradient, max_iter=max_iter, tol=tol, progress=progress
+    )
+    return _newton_step(
+        objective,
+        theta,
+        loss_before,
+        gradient,
+        damping,
+        result.solution,
+        iterations=result.iterations,
+        residual=result.residual,
+        converged=result.converged,
         negative_curvature=result.negative_curvature,
+        stacklevel=3,
     )
 
 
@@ -219,7 +260,7 @@ def solve_newton(
         >>> objective = AuditObjective(
         ...     backbone, SpectralContrastiveLoss(), [(x, x + 0.1)], progress=False
         ... )
-        >>> step = solve_newton(objective, damping=1.0, progress=False)
+        >>> step = solve_newton(objective, damping=100.0, progress=False)
         >>> step.delta_weight.shape == backbone.linear.weight.shape
         True
     """
@@ -305,7 +346,7 @@ def newton_step(
         >>> backbone = KernelBackbone(RBF(2.0), torch.randn(16, 3), out_dim=4)
         >>> x = torch.randn(8, 3)
         >>> step = newton_step(
-        ...     backbone, NTXentLoss(), [(x, x + 0.1)], damping=1.0, progress=False
+        ...     backbone, NTXentLoss(), [(x, x + 0.1)], damping=100.0, progress=False
         ... )
         >>> step.delta_alpha.shape
         torch.Size([16, 4])

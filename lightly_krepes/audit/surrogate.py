@@ -16,7 +16,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
+from lightly_krepes import _distributed
 from lightly_krepes._inputs import collect_pool, iter_batches
 from lightly_krepes._seeding import seeded
 from lightly_krepes._validation import check_positive, check_samples
@@ -108,6 +110,92 @@ class RidgeMoments:
             gram=fc.T @ fc,
             cross=fc.T @ yc,
             target_sq=float((yc * yc).sum()),
+            centred=bias,
+        )
+
+    @classmethod
+    def from_shards(
+        cls,
+        features: Tensor,
+        targets: Tensor,
+        *,
+        bias: bool = True,
+        distributed: bool | None = None,
+    ) -> RidgeMoments:
+        """Moments of the rows of all processes, each passing only its own rows.
+
+        Two all-reductions (sum, float64): the counts and sums give the global
+        means, then each process centres its rows at them and the centred
+        cross-products are summed. So the moments equal :meth:`from_data` on
+        the concatenated rows up to rounding, without the cancellation of
+        centring raw sums. A process may hold no rows. Without an initialised
+        process group (or with one process) it is :meth:`from_data`.
+
+        Args:
+            features: This process's rows of F, shape (n_rank, r).
+            targets: This process's rows of Y, shape (n_rank, h).
+            bias: Centre (fit an unpenalised intercept).
+            distributed: Reduce across processes; None: when a process group
+                with more than one process is initialised.
+
+        Returns:
+            The moments of all rows, the same on every process.
+
+        Raises:
+            ValueError: If the shapes do not match or no process has rows.
+
+        Examples:
+            >>> f, y = torch.randn(10, 3), torch.randn(10, 2)
+            >>> a = RidgeMoments.from_shards(f, y)
+            >>> torch.allclose(a.gram, RidgeMoments.from_data(f, y).gram)
+            True
+        """
+        reduce = _distributed.is_distributed() if distributed is None else distributed
+        if not reduce:
+            return cls.from_data(features, targets, bias=bias)
+        error = None
+        if (
+            features.dim() != 2
+            or targets.dim() != 2
+            or features.shape[0] != targets.shape[0]
+        ):
+            error = ValueError(
+                f"features and targets must be (n, r) and (n, h) with the same n, "
+                f"got shapes {tuple(features.shape)} and {tuple(targets.shape)}."
+            )
+        # Raise on every process, not only this one, which would leave the others
+        # waiting in the reduction.
+        _distributed.agree(error, distributed=True)
+        f = features.detach().double()
+        y = targets.detach().double().to(f.device)
+        r, h = f.shape[1], y.shape[1]
+        sums = _distributed.all_reduce_sum_float64(
+            torch.cat([f.new_tensor([f.shape[0]]), f.sum(0), y.sum(0)]),
+            distributed=True,
+        )
+        n = int(sums[0])
+        if n == 0:
+            raise ValueError("No process holds rows; the ridge fit needs n >= 1.")
+        f_mean = sums[1 : 1 + r] / n if bias else f.new_zeros(r)
+        y_mean = sums[1 + r :] / n if bias else y.new_zeros(h)
+        fc, yc = f - f_mean, y - y_mean
+        centred = _distributed.all_reduce_sum_float64(
+            torch.cat(
+                [
+                    (fc.T @ fc).flatten(),
+                    (fc.T @ yc).flatten(),
+                    (yc * yc).sum().reshape(1),
+                ]
+            ),
+            distributed=True,
+        )
+        return cls(
+            num_samples=n,
+            feature_mean=f_mean,
+            target_mean=y_mean,
+            gram=centred[: r * r].reshape(r, r),
+            cross=centred[r * r : r * r + r * h].reshape(r, h),
+            target_sq=float(centred[-1]),
             centred=bias,
         )
 
@@ -259,6 +347,47 @@ def _backbone_features(
         )
 
 
+def _sharded_moments(
+    backbone: KernelBackbone,
+    inputs: Tensor,
+    targets: Tensor,
+    batch_size: int,
+    progress: bool,
+) -> RidgeMoments:
+    """The ridge moments with the kernel pass split by row chunks over processes.
+
+    Chunk c of ``batch_size`` rows goes to rank ``c mod W``, so the pass costs
+    each process 1/W of the rows; the moments are all-reduced.
+    """
+    starts = list(range(0, len(inputs), batch_size))
+    own = [start for c, start in enumerate(starts) if _distributed.owns(c)]
+    with torch.no_grad():
+        parts = [
+            backbone.features(inputs[start : start + batch_size])
+            for start in tqdm(own, disable=not progress, desc="psi")
+        ]
+    rows = torch.cat(
+        [torch.arange(s, min(s + batch_size, len(inputs))) for s in own]
+        or [torch.zeros(0, dtype=torch.long)]
+    )
+    features = (
+        torch.cat(parts)
+        if parts
+        else torch.zeros(
+            0,
+            backbone.nystrom.rank,
+            dtype=torch.float64,
+            device=backbone.landmarks.device,
+        )
+    )
+    return RidgeMoments.from_shards(
+        features,
+        targets[rows.to(targets.device)],
+        bias=backbone.linear.bias is not None,
+        distributed=True,
+    )
+
+
 def set_linear(backbone: KernelBackbone, fit: RidgeFit) -> None:
     """Writes a ridge fit's A and gamma into the backbone's linear map, in place.
 
@@ -332,10 +461,13 @@ def fit_ridge(
             f"row per input, one column per output of the backbone), got "
             f"{tuple(targets.shape)}."
         )
-    features = _backbone_features(backbone, inputs, batch_size, progress)
-    moments = RidgeMoments.from_data(
-        features, targets, bias=backbone.linear.bias is not None
-    )
+    if _distributed.is_distributed():
+        moments = _sharded_moments(backbone, inputs, targets, batch_size, progress)
+    else:
+        features = _backbone_features(backbone, inputs, batch_size, progress)
+        moments = RidgeMoments.from_data(
+            features, targets, bias=backbone.linear.bias is not None
+        )
     fit = solve_ridge(moments, penalty=penalty)
     set_linear(backbone, fit)
     return fit

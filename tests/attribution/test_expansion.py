@@ -241,16 +241,57 @@ class TestLandmarkExpansion:
         assert ratio.shape == (20,)
         assert bool((ratio >= 1 - 1e-12).all())
 
-    def test_top__sorted_scores_and_opponents(self) -> None:
+    def test_top__contrast_ranks_by_score_alone(self) -> None:
         expansion = LandmarkExpansion(_backbone())
         x = _data(6, seed=2)
         scores = expansion.scores(x)
-        top = expansion.top(x, 4)
+        top = expansion.top(x, 4, contrast=True)
         torch.testing.assert_close(
             top.influence_scores, scores.sort(1, descending=True).values[:, :4]
         )
-        low = expansion.top(x, 4, proponents=False)
+        low = expansion.top(x, 4, proponents=False, contrast=True)
         torch.testing.assert_close(low.influence_scores[:, 0], scores.min(1).values)
+
+    @given(seed=st.integers(0, 1_000), k=st.integers(1, M))
+    def test_top__similar_landmarks_first_then_by_score(
+        self, seed: int, k: int
+    ) -> None:
+        expansion = LandmarkExpansion(_backbone(seed % 7), center=True)
+        x = _data(5, seed=seed)
+        rows = expansion.rows(x)
+        scores = expansion.scores(rows=rows)
+        for proponents in (True, False):
+            top = expansion.top(x, k, proponents=proponents)
+            key = scores if proponents else -scores
+            for i in range(x.shape[0]):
+                similar = rows[i] > 0
+                expected = torch.cat(
+                    [
+                        torch.nonzero(similar)[:, 0][
+                            key[i][similar].argsort(descending=True, stable=True)
+                        ],
+                        torch.nonzero(~similar)[:, 0][
+                            key[i][~similar].argsort(descending=True, stable=True)
+                        ],
+                    ]
+                )[:k]
+                chosen = top.indices[i]
+                # Ties in score may swap places; compare the scores and groups.
+                torch.testing.assert_close(top.influence_scores[i], scores[i][expected])
+                assert torch.equal(similar[chosen], similar[expected])
+
+    def test_top__contrast_terms_can_outrank_without_the_rule(self) -> None:
+        # A landmark far from x (centred row < 0) whose weight points away from
+        # f(x) scores positive; by default it is not x's top landmark.
+        expansion = LandmarkExpansion(_backbone(), center=True)
+        x = _data(200, seed=3)
+        rows = expansion.rows(x)
+        plain = expansion.top(x, 1, contrast=True).indices[:, 0]
+        ruled = expansion.top(x, 1).indices[:, 0]
+        picked = rows.gather(1, plain[:, None])[:, 0]
+        assert bool((picked <= 0).any()), "the fixture has no contrast top-1 term"
+        has_similar = (rows > 0).any(1)
+        assert bool((rows.gather(1, ruled[:, None])[:, 0] > 0)[has_similar].all())
 
     def test_rows__differentiable_in_the_inputs(self) -> None:
         torch.manual_seed(0)

@@ -85,7 +85,7 @@ class TestRepresenterInfluence:
         torch.testing.assert_close(scores.sum(1), built)
         top = influence.influence(x, k=3)
         assert not isinstance(top, Tensor)
-        torch.testing.assert_close(top.indices, scores.topk(3, dim=1).indices)
+        torch.testing.assert_close(top.indices, expansion.top(x, 3).indices)
 
     @pytest.mark.parametrize("kind", ["rbf", "linear", "entk"])
     def test_influence__raw_expansion_equals_contributions(self, kind: str) -> None:
@@ -213,11 +213,17 @@ class TestRepresenterInfluence:
         assert not isinstance(top, Tensor)
         assert top.indices.shape == top.influence_scores.shape == (6, 4)
         torch.testing.assert_close(full.gather(1, top.indices), top.influence_scores)
-        ordered = full.sort(dim=1, descending=proponents).values[:, :4]
-        torch.testing.assert_close(top.influence_scores, ordered)
-        if not proponents:  # opponents are the lowest, most negative scores
-            assert torch.all(top.influence_scores[:, 0] == full.min(1).values)
-            assert bool((top.influence_scores[:, 0] < 0).all())
+        # The expansion's ranking: landmarks more similar to x than the
+        # reference first, each group by score.
+        expected = influence.expansion.top(x, 4, proponents=proponents)
+        assert torch.equal(top.indices, expected.indices)
+        similar = influence.expansion.rows(x) > 0
+        for i in range(x.shape[0]):
+            first = similar[i][top.indices[i]]
+            # Once a dissimilar landmark appears, no similar one follows.
+            assert bool((first[:-1].int() >= first[1:].int()).all())
+            ordered = top.influence_scores[i][first]
+            assert torch.equal(ordered, ordered.sort(descending=proponents).values)
 
     def test_influence__accepts_tuples_and_loaders(self) -> None:
         influence = RepresenterInfluence(_backbone())

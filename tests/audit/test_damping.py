@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from lightly.loss import VICRegLoss
+from lightly.loss import NTXentLoss, VICRegLoss
 from torch import Tensor
 from torch.func import functional_call, hessian
 
@@ -172,16 +172,120 @@ class TestSelectDamping:
 
     def test_select_damping__default_grid_is_relative_to_curvature(self) -> None:
         objective = _objective()
-        selection = select_damping(objective, num_candidates=4, progress=False)
+        selection = select_damping(
+            objective, num_candidates=4, solver="cg", progress=False
+        )
         scale = estimate_curvature(objective)
         lam_min = estimate_min_eigenvalue(objective, scale=scale, num_iter=30)
+        assert selection.solver == "cg"
         assert selection.curvature_scale == pytest.approx(scale)
         assert selection.min_eigenvalue == pytest.approx(lam_min)
         shift = 1.1 * max(0.0, -lam_min)
         expected = [shift + scale * 10**e for e in torch.linspace(-4, 1, 4).tolist()]
         assert [c.damping for c in selection.candidates] == pytest.approx(expected)
+        again = select_damping(objective, num_candidates=4, solver="cg", progress=False)
+        assert again.damping == selection.damping
+        # 10 + 30 + 1 power-iteration products, then one per CG iteration (and
+        # one more for a candidate stopped by negative curvature).
+        solves = sum(
+            c.step.cg_iterations + c.step.negative_curvature
+            for c in selection.candidates
+        )
+        assert selection.hvp_count == 41 + solves
+
+    def test_select_damping__default_grid_from_ritz_values(self) -> None:
+        objective = _objective()
+        lam = torch.linalg.eigvalsh(_dense_hessian())
+        selection = select_damping(objective, num_candidates=4, progress=False)
+        assert selection.solver == "lanczos"
+        assert selection.curvature_scale is not None
+        assert selection.min_eigenvalue is not None
+        # Ritz values lie inside the spectrum; here the Krylov space of g holds
+        # both extreme eigenvectors, so they are found to round-off.
+        radius = float(lam.abs().max())
+        assert selection.min_eigenvalue >= float(lam[0]) - 1e-9 * radius
+        assert selection.min_eigenvalue == pytest.approx(float(lam[0]), rel=1e-8)
+        assert selection.curvature_scale == pytest.approx(radius, rel=1e-8)
+        shift = 1.1 * max(0.0, -selection.min_eigenvalue)
+        expected = [
+            shift + selection.curvature_scale * 10**e
+            for e in torch.linspace(-4, 1, 4).tolist()
+        ]
+        assert [c.damping for c in selection.candidates] == pytest.approx(expected)
         again = select_damping(objective, num_candidates=4, progress=False)
         assert again.damping == selection.damping
+        torch.testing.assert_close(
+            again.step.delta_weight, selection.step.delta_weight, rtol=0, atol=0
+        )
+
+    @pytest.mark.parametrize("loss", ["vicreg", "ntxent"])
+    def test_select_damping__lanczos_matches_cg(self, loss: str) -> None:
+        objective = (
+            _objective()
+            if loss == "vicreg"
+            else AuditObjective(
+                _backbone(), NTXentLoss(temperature=0.5), _batches(), progress=False
+            )
+        )
+        cg = select_damping(objective, num_candidates=6, solver="cg", progress=False)
+        # The same grid for both; it includes dampings below -lambda_min, which
+        # meet negative curvature in both solvers.
+        grid = [c.damping for c in cg.candidates]
+        if cg.min_eigenvalue is not None and cg.min_eigenvalue < 0:
+            grid += [0.3 * -cg.min_eigenvalue, 0.9 * -cg.min_eigenvalue]
+        runs = {
+            solver: select_damping(
+                objective,
+                dampings=grid,
+                tol=1e-12,
+                max_iter=500,
+                progress=False,
+                solver=solver,
+            )
+            for solver in ("cg", "lanczos")
+        }
+        exact_cg, krylov = runs["cg"], runs["lanczos"]
+        assert krylov.damping == exact_cg.damping
+        assert krylov.fallback == exact_cg.fallback
+        assert not krylov.fallback
+        for a, b in zip(krylov.candidates, exact_cg.candidates, strict=True):
+            assert a.damping == b.damping
+            assert a.eligible == b.eligible
+            assert a.step.negative_curvature == b.step.negative_curvature
+            assert a.step.cg_iterations == b.step.cg_iterations
+            assert a.step.converged == b.step.converged
+            if b.step.cg_iterations > 0:
+                rel = (a.step.delta_weight - b.step.delta_weight).norm() / (
+                    b.step.delta_weight.norm()
+                )
+                assert float(rel) < 1e-8
+                assert a.loss_after == pytest.approx(b.loss_after, rel=1e-8)
+            else:
+                assert float(a.step.delta_weight.abs().max()) == 0.0
+        torch.testing.assert_close(
+            krylov.step.delta_weight, exact_cg.step.delta_weight, rtol=1e-8, atol=0
+        )
+        assert loss != "vicreg" or any(
+            c.step.negative_curvature for c in krylov.candidates
+        )
+        # One Krylov space: as many products as the slowest candidate's iterations.
+        slowest = max(c.step.cg_iterations for c in krylov.candidates)
+        assert krylov.hvp_count == slowest
+        assert exact_cg.hvp_count == sum(
+            c.step.cg_iterations + c.step.negative_curvature
+            for c in exact_cg.candidates
+        )
+        assert krylov.hvp_count * 3 < exact_cg.hvp_count
+
+    def test_select_damping__lanczos_uses_fewer_hvps(self) -> None:
+        objective = _objective()
+        cg = select_damping(objective, solver="cg", progress=False)
+        krylov = select_damping(objective, progress=False)
+        assert krylov.hvp_count is not None and cg.hvp_count is not None
+        assert krylov.hvp_count <= 200  # max_iter in all, not per candidate
+        assert krylov.hvp_count * 2 < cg.hvp_count
+        # The grids differ only by the two estimates of the spectrum.
+        assert krylov.damping == pytest.approx(cg.damping, rel=1e-3)
 
     def test_select_damping__shifted_grid_avoids_negative_curvature(self) -> None:
         # VICReg is not convex in the representation: the Hessian is indefinite,
@@ -223,6 +327,12 @@ class TestSelectDamping:
             select_damping(objective, relative_range=(1.0, 0.1))
         with pytest.raises(ValueError, match="num_candidates"):
             select_damping(objective, num_candidates=0)
+        with pytest.raises(ValueError, match="solver"):
+            select_damping(objective, solver="qr")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="num_iter"):
+            select_damping(objective, power_iterations=0)
+        with pytest.raises(ValueError, match="max_iter"):
+            select_damping(objective, max_iter=0)
 
     def test_estimate_curvature__matches_dense_spectral_radius(self) -> None:
         objective = _objective()

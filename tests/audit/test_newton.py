@@ -26,6 +26,7 @@ from lightly_krepes.audit import (
     newton_step,
     solve_newton,
 )
+from lightly_krepes.audit.newton import _newton_step
 from lightly_krepes.backbone import KernelBackbone
 from lightly_krepes.kernels import RBF
 from lightly_krepes.loss import SpectralContrastiveLoss
@@ -389,3 +390,48 @@ class TestNewtonStep:
         assert objective.num_batches == 2
         assert objective.num_samples == 24
         assert objective.num_parameters == 3 * (6 + 1)
+
+    def test_newton_step__from_solution_matches_solve_newton(self) -> None:
+        # The helper that every solver (CG, one Lanczos space for many dampings)
+        # uses to turn delta into a NewtonStep.
+        objective, h = _ntxent_problem()
+        theta = objective.initial_parameters()
+        loss_before, gradient = objective.gradient(theta)
+        damping = 2.0 * float(torch.linalg.eigvalsh(h).abs().max())
+        eye = torch.eye(len(theta), dtype=torch.float64)
+        solution = torch.linalg.solve(h + damping * eye, -gradient)
+        step = _newton_step(
+            objective,
+            theta,
+            loss_before,
+            gradient,
+            damping,
+            solution,
+            iterations=7,
+            residual=1e-9,
+            converged=True,
+            negative_curvature=False,
+        )
+        reference = solve_newton(objective, damping, tol=1e-13, progress=False)
+        torch.testing.assert_close(step.delta_weight, reference.delta_weight)
+        assert step.delta_bias is not None and reference.delta_bias is not None
+        torch.testing.assert_close(step.delta_bias, reference.delta_bias)
+        torch.testing.assert_close(step.delta_alpha, reference.delta_alpha)
+        assert step.loss_after == pytest.approx(reference.loss_after, rel=1e-10)
+        assert step.loss_before == reference.loss_before
+        assert step.gradient_norm == reference.gradient_norm
+        assert (step.cg_iterations, step.cg_residual, step.converged) == (7, 1e-9, True)
+        with pytest.warns(RuntimeWarning, match="Increase damping"):
+            flagged = _newton_step(
+                objective,
+                theta,
+                loss_before,
+                gradient,
+                damping,
+                torch.zeros_like(theta),
+                iterations=0,
+                residual=1.0,
+                converged=False,
+                negative_curvature=True,
+            )
+        assert flagged.negative_curvature and flagged.loss_after == loss_before
