@@ -73,7 +73,11 @@ def _take_step(
     tol: float,
     seed: int,
     progress: bool,
+    refine: int = 1,
 ) -> tuple[NewtonStep, DampingSelection | None]:
+    """The step at ``damping`` (or a selected one), refined with full-data
+    products when the curvature was subsampled (:func:`refine_step`)."""
+    selection = None
     if damping is None:
         selection = select_damping(
             objective,
@@ -83,11 +87,15 @@ def _take_step(
             seed=seed,
             progress=progress,
         )
-        return selection.step, selection
-    step = solve_newton(
-        objective, damping, max_iter=max_iter, tol=tol, progress=progress
+        step = selection.step
+    else:
+        step = solve_newton(
+            objective, damping, max_iter=max_iter, tol=tol, progress=progress
+        )
+    step = refine_step(
+        objective, step, rounds=refine, max_iter=max_iter, tol=tol, progress=progress
     )
-    return step, None
+    return step, selection
 
 
 def refine_step(
@@ -228,9 +236,7 @@ def _audit_objective(
         tol=tol,
         seed=seed,
         progress=progress,
-    )
-    step = refine_step(
-        objective, step, rounds=refine, max_iter=max_iter, tol=tol, progress=progress
+        refine=refine,
     )
     return AuditResult(
         backbone=backbone,

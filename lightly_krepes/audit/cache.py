@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from lightly_krepes._inputs import collect_pool, iter_batches, view_batches
 from lightly_krepes._seeding import seeded
 from lightly_krepes._validation import check_positive, check_samples
-from lightly_krepes.audit.audit import _take_step, refine_step
+from lightly_krepes.audit.audit import _take_step
 from lightly_krepes.audit.damping import DampingSelection
 from lightly_krepes.audit.newton import NewtonStep, _check_solver_options, apply_step
 from lightly_krepes.audit.objective import AuditObjective
@@ -520,9 +520,6 @@ def audit_refit(
         seed=seed,
         progress=progress,
     )
-    # As audit does: a step solved with subsampled curvature (more rows than
-    # its default curvature_rows) is refined once with full-data products.
-    step = refine_step(objective, step, rounds=1, max_iter=max_iter, tol=tol)
     audited = apply_step(backbone, step)
     return AuditRefit(
         keep=keep,
