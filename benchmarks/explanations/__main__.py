@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/explanations [--quick] [--datasets fmnist,adult]
+    python benchmarks/explanations [--quick] [--datasets fmnist,cifar10,adult]
         [--seeds 0] [--loss simclr] [--budget-seconds 60] [--damping D]
         [--output benchmarks/results/explanations.json]
 
@@ -33,6 +33,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 import deletion
 import fidelity
+import lds
 import precision
 import refit
 import sanity
@@ -42,7 +43,7 @@ from tasks import Sizes, Task, audit_task, landmark_counts, prepare, train_encod
 
 QUICK = Sizes(
     train=2_000, audit=500, test=300, points=200, budget_seconds=8.0,
-    damping=1.0, cg_max_iter=20, refit_points=5,
+    damping=1.0, cg_max_iter=20, refit_points=5, lds_subsets=10,
 )  # fmt: skip
 
 
@@ -99,6 +100,16 @@ def run_setting(
             points[: sizes.refit_points],
             task.audit_y,
             k=min(10, audited.m // 2),
+            max_iter=sizes.cg_max_iter,
+            seed=seed,
+        )
+    if sizes.lds_subsets > 0:
+        out["lds"] = lds.run(
+            audited.result,
+            make_loss(loss_name),
+            task.audit_views,
+            points,
+            num_subsets=sizes.lds_subsets,
             max_iter=sizes.cg_max_iter,
             seed=seed,
         )
@@ -197,6 +208,20 @@ def table_rows(name: str, seed: int, s: dict[str, Any]) -> list[list[Any]]:
                          ci(r[arm]), "report as found"])  # fmt: skip
         rows.append([*tag, "refit", "full refit rel. error",
                      fmt(r["full_refit_relative_error"]), "~0"])  # fmt: skip
+    d = s.get("lds")
+    if d is not None:
+        for arm in ("scores", "paper_IS", "x_independent", "shuffled", "random"):
+            rows.append(
+                [
+                    *tag,
+                    f"LDS ({d['subsets']} halves)",
+                    f"{arm} centred / uncentred",
+                    f"{d[arm]['centred']:.3f} / {d[arm]['uncentred']:.3f}",
+                    ">= 0.3, > IS" if arm == "scores" else "",
+                ]
+            )
+        rows.append([*tag, "LDS", "full-step rel. error",
+                     fmt(d["full_step_relative_error"]), "~0"])  # fmt: skip
     return rows
 
 
@@ -212,6 +237,7 @@ def main() -> None:
     parser.add_argument("--cg-max-iter", type=int, default=None)
     parser.add_argument("--points", type=int, default=None)
     parser.add_argument("--refit-points", type=int, default=None)
+    parser.add_argument("--lds-subsets", type=int, default=None)
     parser.add_argument("--m", default="default,sqrt_n")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_DIR))
@@ -225,6 +251,7 @@ def main() -> None:
         "cg_max_iter": args.cg_max_iter,
         "points": args.points,
         "refit_points": args.refit_points,
+        "lds_subsets": args.lds_subsets,
     }
     sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     suffix = "_quick" if args.quick else ""

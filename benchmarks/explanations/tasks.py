@@ -47,6 +47,7 @@ class Sizes:
     damping: float | None = None
     cg_max_iter: int = 200
     refit_points: int = 40
+    lds_subsets: int = 50
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Task:
     """One data set: SSL rows, the audit set (landmark pool and kNN bank), tests.
 
     Attributes:
-        name: ``"fmnist"`` or ``"adult"``.
+        name: ``"fmnist"``, ``"cifar10"`` or ``"adult"``.
         ssl_data: What the SSL views are drawn from (raw images or rows).
         views: The training view function.
         audit_x: Un-augmented audit rows (n, ...): landmark pool, ridge-fit
@@ -92,15 +93,15 @@ def _views_of(views: Any, data: Tensor, batch_size: int) -> list[Tensor]:
 
 def prepare(name: str, sizes: Sizes, seed: int, root: str | None) -> Task:
     """Loads a data set and draws the audit set, its views and the test subset."""
-    if name == "fmnist":
-        train = load_image_split("fmnist", "train", sizes.train, seed, root)
-        test = load_image_split("fmnist", "test", sizes.test, seed, root)
+    if name in ("fmnist", "cifar10"):
+        train = load_image_split(name, "train", sizes.train, seed, root)
+        test = load_image_split(name, "test", sizes.test, seed, root)
         assert train.raw is not None
         idx = _stratified(train.labels, sizes.audit, seed + 1)
         channels, side = int(train.inputs.shape[1]), int(train.inputs.shape[2])
-        views = ImageViews("fmnist", 0.2, seed=seed)
+        views = ImageViews(name, 0.2, seed=seed)
         audit_views = _views_of(
-            ImageViews("fmnist", 0.2, seed=seed + 10), train.raw[idx], 256
+            ImageViews(name, 0.2, seed=seed + 10), train.raw[idx], 256
         )
         return Task(
             name=name,
@@ -113,7 +114,10 @@ def prepare(name: str, sizes: Sizes, seed: int, root: str | None) -> Task:
             test_y=test.labels,
             make_encoder=lambda s: small_cnn(channels, side, 128, s),
             rep_dim=128,
-            info={"encoder": "CNN 2x(conv3x3-ReLU-maxpool) + Linear(3136, 128)"},
+            info={
+                "encoder": f"CNN 2x(conv3x3-ReLU-maxpool) + Linear("
+                f"{64 * (side // 4) ** 2}, 128)"
+            },
         )
     if name == "adult":
         train, test, groups = load_adult_splits(sizes.train, sizes.test, seed, root)
@@ -138,7 +142,7 @@ def prepare(name: str, sizes: Sizes, seed: int, root: str | None) -> Task:
             rep_dim=64,
             info={"encoder": f"MLP {dim}-256-256-64 (ReLU)"},
         )
-    raise SystemExit(f"error: unknown data set {name!r}; use fmnist or adult.")
+    raise SystemExit(f"error: unknown data set {name!r}; use fmnist, cifar10 or adult.")
 
 
 def train_encoder(

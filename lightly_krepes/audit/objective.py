@@ -205,7 +205,8 @@ class AuditObjective:
         progress: Show a progress bar over the feature pass.
         curvature_rows: Rows of the curvature subsample
             (:data:`DEFAULT_CURVATURE_ROWS`); None uses every batch.
-        subsample_values: Evaluate loss values on the curvature subsample too.
+        subsample_values: Evaluate loss values on the curvature subsample too
+            (default; the same as all batches when the data is smaller).
         seed: Seed of the subsample.
         distributed: Shard the batches over the torch.distributed processes;
             None: when a process group with more than one process is
@@ -261,7 +262,7 @@ class AuditObjective:
         dtype: torch.dtype = torch.float64,
         progress: bool = True,
         curvature_rows: int | None = DEFAULT_CURVATURE_ROWS,
-        subsample_values: bool = False,
+        subsample_values: bool = True,
         seed: int = 0,
         distributed: bool | None = None,
     ) -> None:
@@ -289,7 +290,7 @@ class AuditObjective:
         head: nn.Module | None = None,
         dtype: torch.dtype = torch.float64,
         curvature_rows: int | None = DEFAULT_CURVATURE_ROWS,
-        subsample_values: bool = False,
+        subsample_values: bool = True,
         seed: int = 0,
         distributed: bool | None = None,
     ) -> AuditObjective:
@@ -377,6 +378,9 @@ class AuditObjective:
         self.head = None if head is None else _frozen_head(head, dtype)
         self.graph_cache_bytes = DEFAULT_GRAPH_CACHE_BYTES
         self._graphs: tuple[Tensor, list[_Graph]] | None = None
+        # The last gradient: the damping selection and the refinement of its
+        # step both need the one at the expansion point, a full pass each.
+        self._last_gradient: tuple[Tensor, float, Tensor] | None = None
         self.curvature_rows = curvature_rows
         self.subsample_values = bool(subsample_values)
         self.distributed = (
@@ -534,7 +538,9 @@ class AuditObjective:
             outputs.append(z if self.head is None else self.head(z))
         return self.loss(*outputs)
 
-    def value(self, theta: Tensor, *, check: bool = True) -> float:
+    def value(
+        self, theta: Tensor, *, check: bool = True, subsample: bool | None = None
+    ) -> float:
         """Objective at ``theta`` (mean of the per-batch losses).
 
         Over all batches, or over the curvature subsample with
@@ -543,14 +549,22 @@ class AuditObjective:
         Args:
             theta: Parameters, shape (num_parameters,).
             check: Raise on a non-finite batch loss; otherwise return it.
+            subsample: Average the curvature subsample (True) or all batches
+                (False); None follows ``subsample_values``.
 
         Raises:
             ValueError: If ``check`` and a batch's loss is not finite.
         """
+        if subsample is None:
+            positions, count = self._values, self._num_value_batches
+        elif subsample:
+            positions, count = self._curvature, len(self.curvature_batches)
+        else:
+            positions, count = list(range(len(self.features))), self._num_batches
         total = 0.0
         first_bad = math.inf
         with torch.no_grad():
-            for p in self._values:
+            for p in positions:
                 batch = float(self._batch_loss(theta, self.features[p]))
                 if not abs(batch) < math.inf:
                     first_bad = min(first_bad, self.batch_indices[p])
@@ -565,7 +579,7 @@ class AuditObjective:
                 f"The loss of batch {int(index)} is not finite; the step may be too "
                 f"large (increase damping) or the loss overflows."
             )
-        return total / self._num_value_batches
+        return total / count
 
     def gradient(self, theta: Tensor) -> tuple[float, Tensor]:
         """Objective value and gradient at ``theta``.
@@ -573,9 +587,15 @@ class AuditObjective:
         The gradient averages all batches; the value all batches too, or the
         curvature subsample with ``subsample_values`` (as :meth:`value`).
 
+        The last result is kept: asked again at the same theta (the damping
+        selection, then the refinement of its step), it costs no pass.
+
         Returns:
             The value and a tensor of shape (num_parameters,).
         """
+        last = self._last_gradient
+        if last is not None and torch.equal(last[0], theta):
+            return last[1], last[2].clone()
         value = 0.0
         sampled = 0.0
         in_values = set(self._values)
@@ -594,6 +614,7 @@ class AuditObjective:
             raise ValueError(
                 "The loss or its gradient is NaN or infinite; check the loss and head."
             )
+        self._last_gradient = (theta.detach().clone(), value, gradient.clone())
         return value, gradient
 
     def _outputs_graph(

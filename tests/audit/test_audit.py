@@ -240,7 +240,9 @@ class TestViewGeneration:
         assert len(sharded) == 3
 
 
-def _refine_problem(curvature_rows: int | None) -> AuditObjective:
+def _refine_problem(
+    curvature_rows: int | None, *, subsample_values: bool = False
+) -> AuditObjective:
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(128, 4, generator=gen, dtype=torch.float64)
     noise = 0.3 * torch.randn(2, 128, 4, generator=gen, dtype=torch.float64)
@@ -251,7 +253,12 @@ def _refine_problem(curvature_rows: int | None) -> AuditObjective:
         for i in range(0, 128, 16)
     ]
     return AuditObjective(
-        backbone, NTXentLoss(), batches, curvature_rows=curvature_rows, progress=False
+        backbone,
+        NTXentLoss(),
+        batches,
+        curvature_rows=curvature_rows,
+        subsample_values=subsample_values,
+        progress=False,
     )
 
 
@@ -265,6 +272,28 @@ class TestRefineStep:
             refined = refine_step(half, plain)
         assert refined.loss_after <= plain.loss_after
         assert refined is plain or refined.cg_iterations > plain.cg_iterations
+
+    @pytest.mark.parametrize("damping", [0.05, 0.5, 5.0])
+    def test_refine_step__subsampled_values_keep_only_full_loss_decrease(
+        self, damping: float
+    ) -> None:
+        half = _refine_problem(64, subsample_values=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            plain = solve_newton(half, damping, progress=False)
+            refined = refine_step(half, plain)
+        theta = half.initial_parameters()
+
+        def full_loss(step: NewtonStep) -> float:
+            delta = half.flatten(step.delta_weight, step.delta_bias)
+            return half.value(theta + delta, check=False, subsample=False)
+
+        assert full_loss(refined) <= full_loss(plain)
+        # The step's own figures stay on the subsample, like for like.
+        assert refined.loss_after == half.value(
+            theta + half.flatten(refined.delta_weight, refined.delta_bias),
+            check=False,
+        )
 
     def test_refine_step__squares_the_subsampling_error(self) -> None:
         full, half = _refine_problem(None), _refine_problem(64)
@@ -297,6 +326,8 @@ class TestRefineStep:
         assert refine_step(half, sub_step, rounds=0) is sub_step
         with pytest.raises(ValueError, match="rounds"):
             refine_step(half, sub_step, rounds=-1)
+        with pytest.raises(ValueError, match="correction_tol"):
+            refine_step(half, sub_step, correction_tol=0.0)
 
 
 def _fixed_views(x: Tensor) -> list[Tensor]:

@@ -180,6 +180,35 @@ class TestAuditObjective:
         assert sub.gradient(theta)[0] == pytest.approx(expected, rel=1e-12)
         assert sub.value(theta) != pytest.approx(sum(singles) / 8, rel=1e-6)
 
+    def test_value__subsample_argument_overrides_subsample_values(self) -> None:
+        batches = _varied_batches()
+        sub = _objective(batches, curvature_rows=48, subsample_values=True)
+        full = _objective(batches, curvature_rows=48, subsample_values=False)
+        theta = sub.initial_parameters()
+        assert sub.value(theta, subsample=False) == full.value(theta)
+        assert full.value(theta, subsample=True) == sub.value(theta)
+
+    def test_gradient__repeated_at_one_theta_is_reused_not_recomputed(self) -> None:
+        objective = _objective(_varied_batches(), None)
+        theta = objective.initial_parameters()
+        value, gradient = objective.gradient(theta)
+        calls = 0
+        loss = objective.loss
+
+        def counted(*views: Tensor) -> Tensor:
+            nonlocal calls
+            calls += 1
+            return loss(*views)
+
+        objective.loss = counted
+        again_value, again = objective.gradient(theta.clone())
+        assert calls == 0
+        assert again_value == value and torch.equal(again, gradient)
+        again.zero_()  # a copy: the kept gradient is not changed by the caller
+        assert torch.equal(objective.gradient(theta)[1], gradient)
+        objective.gradient(theta + 1e-3)
+        assert calls == objective.num_batches
+
     def test_solve_newton__half_the_batches_close_to_the_full_step(self) -> None:
         batches = _homogeneous_batches()
         full = _objective(batches, None)
