@@ -41,7 +41,7 @@ from lightly_krepes.data import (
     load_fashion_mnist,
     select_indices,
 )
-from lightly_krepes.evaluation import extract_features, linear_probe
+from lightly_krepes.evaluation import extract_features, linear_probe, surrogate_fidelity
 from lightly_krepes.kernels import EmpiricalNTK, Kernel, Normalized
 from lightly_krepes.landmarks import select_landmarks
 from lightly_krepes.loss import SpectralContrastiveLoss
@@ -795,6 +795,33 @@ def probe(
     )
     t2 = time.perf_counter()
     return ProbeOutcome(result.accuracy, proba, t1 - t0, t2 - t1)
+
+
+def probe_fidelity(
+    surrogate: nn.Module, encoder: nn.Module, labelled: Split, test: Split, seed: int
+) -> dict[str, Any]:
+    """Linear probes of a surrogate and its encoder compared by ``surrogate_fidelity``.
+
+    Returns accuracies, the gap in points, Kendall tau and agreement; an empty
+    dict when either model gives non-finite representations.
+    """
+    kernel = probe(surrogate, labelled, test, seed)
+    network = probe(encoder, labelled, test, seed)
+    if kernel.probabilities is None or network.probabilities is None:
+        return {}
+    fid = surrogate_fidelity(
+        kernel.probabilities,
+        network.probabilities,
+        test.labels.numpy(),
+        scores="probabilities",
+    )
+    return {
+        "surrogate_accuracy": fid.kernel_accuracy,
+        "encoder_accuracy": fid.network_accuracy,
+        "gap_points": 100 * fid.accuracy_gap,
+        "kendall_tau": fid.kendall_tau,
+        "agreement": fid.agreement,
+    }
 
 
 def validation_probe(

@@ -76,7 +76,7 @@ from _ssl_training import (
     SSLModel,
     TabularViews,
     make_head,
-    probe,
+    probe_fidelity,
     tabular_mlp,
     train_for_budget,
 )
@@ -96,7 +96,6 @@ from lightly_krepes.audit import (
     select_damping,
 )
 from lightly_krepes.data import count_duplicates, load_adult, load_adult_1m
-from lightly_krepes.evaluation import surrogate_fidelity
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 REP_DIM = 64
@@ -430,23 +429,8 @@ def findings(
     rows = min(cfg.probe_rows, data.shape[0])
     labelled = Split(data[:rows], labels[:rows])
     held_out = Split(test.features, test.labels.long())
-    kernel = probe(audited, labelled, held_out, cfg.seed)
-    network = probe(encoder, labelled, held_out, cfg.seed)
     out: dict[str, Any] = {"probe_rows": rows, "test_rows": len(test)}
-    if kernel.probabilities is not None and network.probabilities is not None:
-        fid = surrogate_fidelity(
-            kernel.probabilities,
-            network.probabilities,
-            held_out.labels.numpy(),
-            scores="probabilities",
-        )
-        out.update(
-            surrogate_accuracy=fid.kernel_accuracy,
-            encoder_accuracy=fid.network_accuracy,
-            gap_points=100 * fid.accuracy_gap,
-            kendall_tau=fid.kendall_tau,
-            agreement=fid.agreement,
-        )
+    out.update(probe_fidelity(audited, encoder, labelled, held_out, cfg.seed))
     expansion = LandmarkExpansion(audited, step.delta_alpha)
     x = test.features[: cfg.gap_rows].to(expansion.landmarks.dtype)
     gaps = {}

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from _ssl_training import Split, probe
+from _ssl_training import Split, probe_fidelity
 from torch import nn
 
 from lightly_krepes.attribution import LandmarkExpansion
 from lightly_krepes.backbone import KernelBackbone
-from lightly_krepes.evaluation import surrogate_fidelity
 
 TARGETS = {"correlation": 0.99, "abs_gap_points": 0.5, "kendall_tau": 0.85}
 
@@ -38,25 +37,14 @@ def run(
         "cancellation_raw": refit.cancellation_raw,
         "reference": refit.reference,
     }
-    kernel = probe(audited, labelled, test, seed)
-    network = probe(encoder, labelled, test, seed)
-    if kernel.probabilities is None or network.probabilities is None:
+    probes = probe_fidelity(audited, encoder, labelled, test, seed)
+    if not probes:
         out["probe"] = "non-finite representations"
         return out
-    fid = surrogate_fidelity(
-        kernel.probabilities, network.probabilities, test.labels.numpy(),
-        scores="probabilities",
-    )  # fmt: skip
-    out.update(
-        surrogate_accuracy=fid.kernel_accuracy,
-        encoder_accuracy=fid.network_accuracy,
-        gap_points=100 * fid.accuracy_gap,
-        kendall_tau=fid.kendall_tau,
-        agreement=fid.agreement,
-    )
+    out.update(probes)
     out["meets_target"] = bool(
         refit.fidelity >= TARGETS["correlation"]
         and abs(out["gap_points"]) <= TARGETS["abs_gap_points"]
-        and fid.kendall_tau >= TARGETS["kendall_tau"]
+        and out["kendall_tau"] >= TARGETS["kendall_tau"]
     )
     return out
