@@ -596,12 +596,6 @@ class AuditObjective:
         last = self._last_gradient
         if last is not None and torch.equal(last[0], theta):
             return last[1], last[2].clone()
-        value, gradient = self._gradient_pass(theta)
-        self._last_gradient = (theta.detach().clone(), value, gradient.clone())
-        return value, gradient
-
-    def _gradient_pass(self, theta: Tensor) -> tuple[float, Tensor]:
-        """One pass over all batches: the value and the gradient, not memoised."""
         value = 0.0
         sampled = 0.0
         in_values = set(self._values)
@@ -620,59 +614,8 @@ class AuditObjective:
             raise ValueError(
                 "The loss or its gradient is NaN or infinite; check the loss and head."
             )
+        self._last_gradient = (theta.detach().clone(), value, gradient.clone())
         return value, gradient
-
-    def hvp_by_difference(self, theta: Tensor, vector: Tensor) -> Tensor:
-        """Full-data ``H(theta) v`` from a one-sided difference of gradients.
-
-        ``(g(theta + eps v) - g(theta)) / eps`` with ``eps = sqrt(u) (1 + |theta|)
-        / |v|`` (``u`` the unit round-off of ``dtype``) [1]: one gradient pass
-        over all batches, where the exact full-data product (:meth:`hvp` with
-        ``subsample=False``) rebuilds each batch's double-backward graph, about
-        2.5x the cost (measured: NTXent with Lightly's SimCLR head, batches of
-        256, r = 1000, h = 64, float64, two cores: 35 against 86 ms per batch).
-        The gradient at ``theta`` is the memoised one of :meth:`gradient`. The
-        error is O(eps |v|) from the third derivative plus O(u / eps) from
-        rounding, relative to the product about ``sqrt(u)``: 1e-8 in float64,
-        far below what an iterative refinement of a subsampled step needs (its
-        right-hand side is the subsampled step's error, percents of ``|g|``).
-
-        Args:
-            theta: Parameters, shape (num_parameters,).
-            vector: Direction, shape (num_parameters,).
-
-        Returns:
-            Tensor of shape (num_parameters,), zero for a zero vector.
-
-        Raises:
-            ValueError: If the shapes differ or the product is not finite.
-
-        References:
-            - [0] KREPES, 2025, arXiv 2509.24467
-            - [1] Nocedal, Wright, 2006, Numerical Optimization, 2nd ed.,
-              Springer, Section 8.1
-        """
-        if vector.shape != theta.shape:
-            raise ValueError(
-                f"vector must have the shape of theta {tuple(theta.shape)}, got "
-                f"{tuple(vector.shape)}."
-            )
-        vector = vector.to(theta)
-        norm = float(torch.linalg.vector_norm(vector))
-        if norm == 0.0:
-            return torch.zeros_like(theta)
-        unit = torch.finfo(self.dtype).eps
-        scale = math.sqrt(unit) * (1.0 + float(torch.linalg.vector_norm(theta)))
-        eps = scale / norm
-        _, base = self.gradient(theta)
-        _, moved = self._gradient_pass(theta + eps * vector)
-        out = (moved - base) / eps
-        if not bool(torch.isfinite(out).all()):
-            raise ValueError(
-                "A Hessian-vector product is NaN or infinite; the loss is not twice "
-                "differentiable here or overflows."
-            )
-        return out
 
     def _outputs_graph(
         self, theta: Tensor, feats: tuple[Tensor, ...]

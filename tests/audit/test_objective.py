@@ -160,36 +160,6 @@ class TestAuditObjective:
         # The cached subsample graphs survive a full product.
         assert torch.equal(sub.hvp(theta, v), sampled)
 
-    def test_hvp_by_difference__matches_the_exact_full_product(self) -> None:
-        batches = _varied_batches()
-        sub = _objective(batches, curvature_rows=48)
-        theta = sub.initial_parameters()
-        v = _direction(sub)
-        exact = sub.hvp(theta, v, subsample=False)
-        approx = sub.hvp_by_difference(theta, v)
-        # sqrt(float64 round-off) ~ 1.5e-8; measured ~1e-8 relative.
-        assert float((approx - exact).norm() / exact.norm()) < 1e-6
-        # Linear in the direction, as a product must be (to the same accuracy).
-        doubled = sub.hvp_by_difference(theta, 2.0 * v)
-        torch.testing.assert_close(doubled, 2.0 * approx, rtol=1e-6, atol=1e-9)
-
-    def test_hvp_by_difference__keeps_the_gradient_at_theta(self) -> None:
-        objective = _objective(_varied_batches(), curvature_rows=48)
-        theta = objective.initial_parameters()
-        _, gradient = objective.gradient(theta)
-        objective.hvp_by_difference(theta, _direction(objective))
-        cached = objective._last_gradient
-        assert cached is not None and torch.equal(cached[0], theta)
-        assert torch.equal(cached[2], gradient)
-
-    def test_hvp_by_difference__zero_vector_and_bad_shape(self) -> None:
-        objective = _objective(_varied_batches(), curvature_rows=48)
-        theta = objective.initial_parameters()
-        zero = objective.hvp_by_difference(theta, torch.zeros_like(theta))
-        assert torch.equal(zero, torch.zeros_like(theta))
-        with pytest.raises(ValueError, match="shape of theta"):
-            objective.hvp_by_difference(theta, theta[:-1])
-
     def test_gradient__averages_all_batches_whatever_the_subsample(self) -> None:
         batches = _varied_batches()
         full = _objective(batches, None)
