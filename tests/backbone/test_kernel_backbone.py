@@ -179,7 +179,10 @@ class TestKernelBackbone:
         loaded = KernelBackbone(EmpiricalNTK(_net()), _data(10, seed=5), out_dim=4)
         loaded.load_state_dict(torch.load(buffer, weights_only=True))
         x = _data(7, seed=3)
-        torch.testing.assert_close(loaded(x), backbone(x))
+        # float32 eNTK rows through a Nystrom map whose eigenvalues span orders of
+        # magnitude: recomputing the landmark gradients after the load can differ
+        # by a few 1e-6 relative (seen 7e-6 on one CPU); a wrong load is O(1) off.
+        torch.testing.assert_close(loaded(x), backbone(x), rtol=1e-5, atol=1e-4)
 
     def test_from_state_dict__restores_without_training_data(self) -> None:
         x = _data(40)
