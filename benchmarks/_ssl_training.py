@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lightly_krepes.backbone import KernelBackbone
+from lightly_krepes.backbone.kernel_backbone import DEFAULT_RIDGE
 from lightly_krepes.data import (
     CIFAR10_NORMALIZE,
     FASHION_MNIST_NORMALIZE,
@@ -686,6 +687,7 @@ def build_entk_backbone(
     dtype: torch.dtype = torch.float32,
     rcond: float | None = None,
     normalized: bool = False,
+    ridge: float = DEFAULT_RIDGE,
 ) -> KernelBuild:
     """``KernelBackbone`` on the pNTK of ``network`` (eval mode) with RPCholesky.
 
@@ -695,7 +697,9 @@ def build_entk_backbone(
     If the Nyström rank at ``rcond`` is below ``out_dim``, out_dim is lowered to
     the rank; for a linear probe nothing is lost, since with ``A = [I 0]`` the
     representation is then the whole Nyström feature map. ``normalized`` wraps the
-    pNTK in ``Normalized`` (cosine normalisation).
+    pNTK in ``Normalized`` (cosine normalisation). ``ridge`` is the backbone's
+    preconditioner ridge (surrogates of trained encoders use ``SURROGATE_RIDGE``,
+    as ``build_surrogate`` does).
     """
     t0 = time.perf_counter()
     kernel: Kernel = EmpiricalNTK(copy.deepcopy(network).eval().to(dtype))
@@ -715,12 +719,12 @@ def build_entk_backbone(
     t2 = time.perf_counter()
     landmarks = candidates[indices]
     try:
-        backbone = KernelBackbone(kernel, landmarks, out_dim, rcond=rcond)
+        backbone = KernelBackbone(kernel, landmarks, out_dim, rcond=rcond, ridge=ridge)
     except ValueError as error:
         if "exceeds the rank" not in str(error):
             raise
         rank = Nystrom(kernel, landmarks, rcond=rcond).rank
-        backbone = KernelBackbone(kernel, landmarks, rank, rcond=rcond)
+        backbone = KernelBackbone(kernel, landmarks, rank, rcond=rcond, ridge=ridge)
     t3 = time.perf_counter()
     model: nn.Module = backbone if dtype == torch.float32 else Cast(backbone, dtype)
     return KernelBuild(

@@ -15,12 +15,13 @@ both models), ``kernel.py`` (cached views, SGD over them, closed forms), this fi
 
 - *Network.* CNN conv3x3(32)-ReLU-maxpool-conv3x3(64)-ReLU-maxpool-Linear(-> 128),
   no BatchNorm; one seeded initialisation shared by both sides.
-- *Kernel model.* ``KernelBackbone`` (preconditioned coordinates, default ridge
-  and initialisation) on ``EmpiricalNTK(untrained_cnn.eval())`` with
-  ``--num-landmarks`` RPCholesky landmarks from ``--pool-size`` un-augmented
-  training images, ``out_dim`` 128. The coordinates of ``--num-views`` seeded
-  views of every training image are cached once (``cache_views``); SGD then runs
-  over the cache. Build and cache time are **charged to the kernel's budget**.
+- *Kernel model.* ``KernelBackbone`` (preconditioned coordinates, whitened
+  initialisation, ridge ``--ridge``, by default the backbone's) on
+  ``EmpiricalNTK(untrained_cnn.eval())`` with ``--num-landmarks`` RPCholesky
+  landmarks from ``--pool-size`` un-augmented training images, ``out_dim`` 128.
+  The coordinates of ``--num-views`` seeded views of every training image are
+  cached once (``cache_views``); SGD then runs over the cache. Build and cache
+  time are **charged to the kernel's budget**.
 - *Deep model.* The same CNN trained end-to-end for the full budget, fresh views
   every step.
 - *Methods.* SimCLR, VICReg, Barlow Twins, BYOL (Lightly's heads, width 512, and
@@ -76,6 +77,7 @@ from methods import LABELS, METHODS, Method, train_for_budget
 from torch import Tensor
 
 from lightly_krepes.backbone import FeatureBackbone, KernelBackbone
+from lightly_krepes.backbone.kernel_backbone import DEFAULT_RIDGE
 
 DATASETS = ("fmnist", "cifar10")
 IMAGE_SHAPE = {"fmnist": (1, 28), "cifar10": (3, 32)}
@@ -92,6 +94,7 @@ class Config:
     losses: tuple[str, ...] = METHODS
     budget_seconds: float = 120.0
     num_landmarks: int = 512
+    ridge: float = DEFAULT_RIDGE
     num_views: int = 4
     pool_size: int | None = 5_000
     train_size: int | None = 20_000
@@ -145,7 +148,13 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
     accuracy: dict[str, float] = {}
     accuracy["raw_pixels"] = probe(None, labelled, test, cfg.seed).accuracy
     build = build_entk_backbone(
-        make_cnn(), train.inputs, cfg.num_landmarks, REP_DIM, cfg.seed, cfg.pool_size
+        make_cnn(),
+        train.inputs,
+        cfg.num_landmarks,
+        REP_DIM,
+        cfg.seed,
+        cfg.pool_size,
+        ridge=cfg.ridge,
     )
     backbone = build.backbone
     # The probes' inputs are fixed: their kernel coordinates are computed once and
@@ -162,8 +171,9 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
     setup = build.total_seconds + cache.seconds
     print(
         f"  raw {100 * accuracy['raw_pixels']:.2f}%, PC init "
-        f"{100 * accuracy['kernel_pc_init']:.2f}% (rank {backbone.nystrom.rank}); "
-        f"build {build.total_seconds:.1f} s, cache {cache.seconds:.1f} s",
+        f"{100 * accuracy['kernel_pc_init']:.2f}% (rank {backbone.nystrom.rank}, "
+        f"ridge {cfg.ridge:g}); build {build.total_seconds:.1f} s, "
+        f"cache {cache.seconds:.1f} s",
         flush=True,
     )
     losses: dict[str, Any] = {}
@@ -281,6 +291,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
     add("--losses", default=",".join(METHODS))
     add("--budget-seconds", type=float, default=Config.budget_seconds)
     add("--num-landmarks", type=int, default=Config.num_landmarks)
+    add(
+        "--ridge",
+        type=float,
+        default=Config.ridge,
+        help="the backbone's preconditioner ridge (default: KernelBackbone's)",
+    )
     add("--num-views", type=int, default=Config.num_views)
     add("--pool-size", type=int, default=Config.pool_size)
     add("--train-size", type=int, default=Config.train_size)
@@ -302,6 +318,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         losses=losses,
         budget_seconds=args.budget_seconds,
         num_landmarks=args.num_landmarks,
+        ridge=args.ridge,
         num_views=args.num_views,
         pool_size=args.pool_size,
         train_size=args.train_size,
