@@ -3,8 +3,9 @@
 Run from the repository root, after ``benchmarks/audit_scale.py`` has built its
 inputs (Adult-1M rows and the trained encoder in ``--inputs``)::
 
-    python benchmarks/audit_distributed.py --n 100000 --threads 2
-    torchrun --nproc_per_node 2 benchmarks/audit_distributed.py --n 100000 --threads 1
+    python benchmarks/audit_distributed.py --rows 100000 --threads 2
+    torchrun --nproc_per_node 2 benchmarks/audit_distributed.py --rows 100000 \
+        --threads 1
 
 Each run is ``lightly_krepes.audit.audit_encoder`` on the first n rows (SCARF
 views seeded by global batch index, m = ceil(sqrt n), a pool of 20 m rows, the
@@ -46,7 +47,8 @@ DEFAULT_INPUTS = REPO_ROOT / "benchmarks" / "results" / "audit_scale_cache" / "i
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=100_000)
+    # Not "--n": torchrun reads an abbreviation of its own options from it.
+    parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--damping", type=float, default=1.0)
     parser.add_argument("--inputs", default=str(DEFAULT_INPUTS))
@@ -60,7 +62,7 @@ def main() -> int:
     rank = dist.get_rank() if world > 1 else 0
     inputs = Path(args.inputs)
     rows = np.load(inputs / "features.npy", mmap_mode="r")
-    data = torch.from_numpy(np.array(rows[: args.n]))
+    data = torch.from_numpy(np.array(rows[: args.rows]))
     groups = json.loads((inputs / "groups.json").read_text())
     model = SSLModel(tabular_mlp(data.shape[1], 64, 0), make_head("simclr", 64))
     model.load_state_dict(torch.load(inputs / "encoder.pt", weights_only=True))
@@ -70,7 +72,7 @@ def main() -> int:
     transform = TabularMultiViewTransform(
         data[:32_768], num_views=2, corruption_rate=0.6, groups=groups
     )
-    m = math.ceil(math.sqrt(args.n))
+    m = math.ceil(math.sqrt(args.rows))
     start = time.perf_counter()
     result = audit_encoder(
         model.backbone,
@@ -78,7 +80,7 @@ def main() -> int:
         NTXentLoss(),
         transform=transform,
         num_landmarks=m,
-        pool_size=min(args.n, max(10_000, 20 * m)),
+        pool_size=min(args.rows, max(10_000, 20 * m)),
         damping=args.damping,
         head=model.head,
         max_iter=50,
@@ -87,13 +89,13 @@ def main() -> int:
     seconds = time.perf_counter() - start
     if rank == 0:
         step = result.step.delta_alpha.detach()
-        name = f"audit_distributed_n{args.n}_w{world}"
+        name = f"audit_distributed_n{args.rows}_w{world}"
         output = Path(args.output or REPO_ROOT / "benchmarks" / "results" / name)
         output.parent.mkdir(parents=True, exist_ok=True)
         torch.save(step, output.with_suffix(".pt"))
         payload = {
             "benchmark": "audit_distributed",
-            "n": args.n,
+            "n": args.rows,
             "num_landmarks": m,
             "world_size": world,
             "threads_per_process": args.threads,
