@@ -4,7 +4,7 @@ Run from the repository root, after ``benchmarks/audit_scale.py`` has built its
 inputs (Adult-1M rows and the trained encoder in ``--inputs``)::
 
     python benchmarks/audit_distributed.py --rows 100000 --threads 2
-    torchrun --nproc_per_node 2 benchmarks/audit_distributed.py --rows 100000 \
+    torchrun --nproc_per_node 2 benchmarks/audit_distributed.py --rows 100000 \\
         --threads 1
 
 Each run is ``lightly_krepes.audit.audit_encoder`` on the first n rows (SCARF
