@@ -698,8 +698,7 @@ def build_entk_backbone(
     the rank; for a linear probe nothing is lost, since with ``A = [I 0]`` the
     representation is then the whole Nyström feature map. ``normalized`` wraps the
     pNTK in ``Normalized`` (cosine normalisation). ``ridge`` is the backbone's
-    preconditioner ridge (surrogates of trained encoders use ``SURROGATE_RIDGE``,
-    as ``build_surrogate`` does).
+    preconditioner ridge.
     """
     t0 = time.perf_counter()
     kernel: Kernel = EmpiricalNTK(copy.deepcopy(network).eval().to(dtype))

@@ -69,7 +69,8 @@ class SpectralContrastiveLoss(nn.Module):
             early in training). None (the default) uses the representations as
             they are. On a backbone without a head at SGD lr 0.06, set it: in
             ``benchmarks/training`` the unclipped loss diverged for a CNN and a
-            ``KernelBackbone``, and ``max_norm=3`` trained both.
+            ``KernelBackbone``; with ``max_norm=3`` both stayed finite and the
+            kernel trained (the CNN still trained poorly).
         gather_distributed: If True, negatives are gathered from all processes:
             every local row is contrasted with the rows of all processes (gradients
             flow through :func:`lightly.utils.dist.gather`), so the loss equals the
