@@ -95,6 +95,7 @@ from lightly_krepes.audit import (
     build_surrogate,
     select_damping,
 )
+from lightly_krepes.audit.audit import DEFAULT_REFINE_ROUNDS
 from lightly_krepes.data import count_duplicates, load_adult, load_adult_1m
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
@@ -118,7 +119,7 @@ class Config:
     max_iter: int = 50
     score_rows: int = 10_000
     curvature_rows: int | None = None
-    refine: int = 1
+    refine: int = DEFAULT_REFINE_ROUNDS
     top_k: int = 10
     threads: int = 2
     seed: int = 0
@@ -540,8 +541,8 @@ def parse_args(
     add(
         "--refine",
         type=int,
-        default=1,
-        help="refine_step rounds after the selection, as audit() (0: none)",
+        default=DEFAULT_REFINE_ROUNDS,
+        help="most refine_step rounds after the selection, as audit() (0: none)",
     )
     add(
         "--check-step",
