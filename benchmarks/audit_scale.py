@@ -361,6 +361,8 @@ def run_size(cfg: Config, workdir: Path, n: int) -> dict[str, Any]:
         "hvp_count": getattr(selection, "hvp_count", None),
         "cg_iterations": [c.step.cg_iterations for c in selection.candidates],
         "refine_rounds": cfg.refine if refined else 0,
+        # Full-data residual / |g| at the end: the rounds stop below 5e-3.
+        "refine_residual": step.cg_residual if refined else None,
         # Each round: one full-data product and CG on the subsample's products.
         "refine_cg_iterations": step.cg_iterations if refined else None,
         "loss_after_selected": selection.step.loss_after,
