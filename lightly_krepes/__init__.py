@@ -5,6 +5,7 @@
 
 from lightly_krepes.attribution import (
     ClassCoverage,
+    CounterfactualInfluence,
     DeletionResult,
     Direction,
     FeatureAlignmentGap,
@@ -81,6 +82,7 @@ __all__ = [
     "AuditRefit",
     "AuditResult",
     "ClassCoverage",
+    "CounterfactualInfluence",
     "DampingCandidate",
     "DampingSelection",
     "DeletionResult",

@@ -44,6 +44,7 @@ from tasks import Sizes, Task, audit_task, landmark_counts, prepare, train_encod
 QUICK = Sizes(
     train=2_000, audit=500, test=300, points=200, budget_seconds=8.0,
     damping=1.0, cg_max_iter=20, refit_points=5, lds_subsets=10,
+    counterfactual_subsets=8,
 )  # fmt: skip
 
 
@@ -112,6 +113,7 @@ def run_setting(
             num_subsets=sizes.lds_subsets,
             max_iter=sizes.cg_max_iter,
             seed=seed,
+            counterfactual_subsets=sizes.counterfactual_subsets,
         )
     out["seconds"]["total"] = time.perf_counter() - t0
     return out
@@ -210,14 +212,15 @@ def table_rows(name: str, seed: int, s: dict[str, Any]) -> list[list[Any]]:
                      fmt(r["full_refit_relative_error"]), "~0"])  # fmt: skip
     d = s.get("lds")
     if d is not None:
-        for arm in ("scores", "paper_IS", "x_independent", "shuffled", "random"):
+        arms = ("scores", "paper_IS", "x_independent", "shuffled", "random")
+        for arm in (*arms, "counterfactual") if "counterfactual" in d else arms:
             rows.append(
                 [
                     *tag,
                     f"LDS ({d['subsets']} halves)",
                     f"{arm} centred / uncentred",
                     f"{d[arm]['centred']:.3f} / {d[arm]['uncentred']:.3f}",
-                    ">= 0.3, > IS" if arm == "scores" else "",
+                    ">= 0.3, > IS" if arm in ("scores", "counterfactual") else "",
                 ]
             )
         rows.append([*tag, "LDS", "full-step rel. error",
@@ -238,6 +241,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=None)
     parser.add_argument("--refit-points", type=int, default=None)
     parser.add_argument("--lds-subsets", type=int, default=None)
+    parser.add_argument("--counterfactual-subsets", type=int, default=None)
     parser.add_argument("--m", default="default,sqrt_n")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_DIR))
@@ -252,6 +256,7 @@ def main() -> None:
         "points": args.points,
         "refit_points": args.refit_points,
         "lds_subsets": args.lds_subsets,
+        "counterfactual_subsets": args.counterfactual_subsets,
     }
     sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     suffix = "_quick" if args.quick else ""

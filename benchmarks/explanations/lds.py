@@ -19,7 +19,9 @@ measured a basis confound when the PC initialisation is refitted per subset):
 - the prediction: ``sum_{l in S_j} s(l, x)``, the sum of x's scores over the kept
   landmarks, for the step's expansion scores ("what the step changes at x"), the
   paper's IS, and three controls: the mean score over inputs (x-independent),
-  another input's scores (shuffled) and Gaussian noise (random);
+  another input's scores (shuffled) and Gaussian noise (random); and, with
+  ``counterfactual_subsets``, :class:`CounterfactualInfluence` (Banzhaf values
+  of the landmarks over restricted steps on halves of its own seed);
 - LDS = mean over x of the Spearman correlation across subsets of measured and
   predicted. *Centred*: both are first centred across inputs for each subset,
   so that what a subset does to every input alike (a larger or smaller step)
@@ -39,9 +41,13 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
-from lightly_krepes.attribution import LandmarkExpansion
-from lightly_krepes.audit import AuditObjective, AuditResult
-from lightly_krepes.audit.newton import _conjugate_gradient
+from lightly_krepes.attribution import CounterfactualInfluence, LandmarkExpansion
+from lightly_krepes.audit import (
+    AuditObjective,
+    AuditResult,
+    restricted_step,
+    view_batches,
+)
 
 TARGET = 0.3
 
@@ -56,73 +62,21 @@ def restricted_steps(
     tol: float = 1e-6,
     batch_size: int = 256,
 ) -> list[Tensor]:
-    """Delta alpha (m, h) of the step restricted to each subset of landmarks."""
-    surrogate = result.backbone
-    n = views[0].shape[0]
-    batches = [
-        tuple(v[i : i + batch_size] for v in views) for i in range(0, n, batch_size)
-    ]
-    objective = AuditObjective(
-        surrogate, loss, batches, curvature_rows=None, progress=False
-    )
-    theta = objective.initial_parameters()
-    _, gradient = objective.gradient(theta)
-    projection = surrogate.feature_projection.detach().double()  # (m, r)
-    h, damping = objective.out_dim, result.damping
-    has_bias = objective.has_bias
-    steps = []
-    for keep in subsets:
-        basis = _null_space_basis(projection, keep)  # (r, s): dA^T = basis @ B
-        s = basis.shape[1]
+    """Delta alpha (m, h) of the step restricted to each subset of landmarks.
 
-        def to_theta(u: Tensor, basis: Tensor = basis, s: int = s) -> Tensor:
-            b = u[: s * h].reshape(s, h)
-            bias = u[s * h :] if has_bias else None
-            return objective.flatten((basis @ b).T, bias)
-
-        def from_theta(t: Tensor, basis: Tensor = basis) -> Tensor:
-            weight, bias = objective.unflatten(t)
-            parts = [(basis.T @ weight.T.double()).reshape(-1)]
-            if bias is not None:
-                parts.append(bias.double())
-            return torch.cat(parts)
-
-        def apply(u: Tensor, to: Any = to_theta, back: Any = from_theta) -> Tensor:
-            direction = to(u)
-            out: Tensor = back(objective.hvp(theta, direction) + damping * direction)
-            return out
-
-        # The audit's own CG and tolerance: with every landmark kept the
-        # iterations are the audit's (an orthogonal change of coordinates).
-        solution = _conjugate_gradient(
-            apply, -from_theta(gradient), max_iter=max_iter, tol=tol, progress=False
-        ).solution
-        delta = to_theta(solution)
-        weight, _ = objective.unflatten(delta)
-        steps.append(projection @ weight.T.double())
-    return steps
-
-
-def _null_space_basis(projection: Tensor, keep: Tensor) -> Tensor:
-    """Orthonormal basis (r, s) of the dA^T whose Delta alpha vanishes off ``keep``.
-
-    ``Delta alpha = P dA^T`` is zero on the removed landmarks iff dA^T lies in
-    the null space of their rows of P. An orthonormal basis keeps CG's metric:
-    with every landmark kept it is the identity, so the restricted solve runs
-    the audit's own CG iterations and reproduces its step exactly, converged or
-    not (a pseudo-inverse basis changes the metric, and at a capped number of
-    iterations solved a different problem: 0.93 relative error on Adult).
+    The audit's CG (``restricted_step``) over the same views, all batches.
     """
-    m, r = projection.shape
-    removed = torch.ones(m, dtype=torch.bool)
-    removed[keep] = False
-    if not bool(removed.any()):
-        return torch.eye(r, dtype=projection.dtype)
-    constraints = projection[removed]  # (m - |S|, r)
-    _, singular, vh = torch.linalg.svd(constraints, full_matrices=True)
-    cutoff = singular.max() * max(constraints.shape) * torch.finfo(singular.dtype).eps
-    rank = int((singular > cutoff).sum())
-    return vh[rank:].T.contiguous()
+    objective = AuditObjective(
+        result.backbone,
+        loss,
+        view_batches(views, batch_size),
+        curvature_rows=None,
+        progress=False,
+    )
+    return [
+        restricted_step(objective, result.damping, keep, max_iter=max_iter, tol=tol)
+        for keep in subsets
+    ]
 
 
 def _spearman_rows(measured: np.ndarray, predicted: np.ndarray) -> float:
@@ -145,8 +99,14 @@ def run(
     num_subsets: int,
     max_iter: int,
     seed: int,
+    counterfactual_subsets: int = 0,
 ) -> dict[str, Any]:
-    """Centred and uncentred LDS of the scores, IS and three controls."""
+    """Centred and uncentred LDS of the scores, IS and three controls.
+
+    With ``counterfactual_subsets > 0`` also of :class:`CounterfactualInfluence`
+    fitted on that many halves of its own (seed ``seed + 1``, so none is an
+    evaluation half).
+    """
     t0 = time.perf_counter()
     audited = result.audited
     m = audited.landmarks.shape[0]
@@ -175,6 +135,21 @@ def run(
         "shuffled": shuffled,
         "random": torch.randn(scores.shape, generator=generator, dtype=torch.float64),
     }
+    if counterfactual_subsets > 0:
+        fit_start = time.perf_counter()
+        counterfactual = CounterfactualInfluence(
+            result,
+            loss,
+            views,
+            num_subsets=counterfactual_subsets,
+            batch_size=256,
+            max_iter=max_iter,
+            curvature_rows=None,
+            seed=seed + 1,
+            progress=False,
+        )
+        arms["counterfactual"] = counterfactual.influence(x)
+        counterfactual_seconds = time.perf_counter() - fit_start
     measured = np.stack(
         [((kernel @ step) * direction).sum(1).numpy() for step in steps]
     )  # (J, n)
@@ -197,6 +172,14 @@ def run(
         (full_set - result.step.delta_alpha.double()).norm()
         / result.step.delta_alpha.double().norm()
     )
+    if counterfactual_subsets > 0:
+        out["counterfactual"].update(
+            subsets=counterfactual_subsets, seconds=counterfactual_seconds
+        )
+        out["counterfactual_meets_target"] = bool(
+            out["counterfactual"]["centred"] >= TARGET
+            and out["counterfactual"]["centred"] > out["paper_IS"]["centred"]
+        )
     out.update(
         subsets=num_subsets,
         points=int(x.shape[0]),

@@ -48,6 +48,7 @@ class Sizes:
     cg_max_iter: int = 200
     refit_points: int = 40
     lds_subsets: int = 50
+    counterfactual_subsets: int = 128
 
 
 @dataclass

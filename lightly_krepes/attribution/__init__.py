@@ -10,6 +10,9 @@ kernel row) is what every tool here explains: the scores, the Captum adapters
 - [0] KREPES, 2025, arXiv 2509.24467
 """
 
+from lightly_krepes.attribution.counterfactual_influence import (
+    CounterfactualInfluence,
+)
 from lightly_krepes.attribution.expansion import (
     LandmarkExpansion,
     RidgeRefit,
@@ -51,6 +54,7 @@ from lightly_krepes.attribution.targets import (
 
 __all__ = [
     "ClassCoverage",
+    "CounterfactualInfluence",
     "DeletionResult",
     "Dimension",
     "Direction",

@@ -33,6 +33,7 @@ from lightly_krepes.audit.objective import (
     AuditObjective,
     curvature_subsample,
 )
+from lightly_krepes.audit.restricted import restricted_step, step_null_space
 from lightly_krepes.audit.surrogate import (
     RidgeFit,
     RidgeMoments,
@@ -72,10 +73,12 @@ __all__ = [
     "landmark_gram",
     "newton_step",
     "refine_step",
+    "restricted_step",
     "select_damping",
     "set_linear",
     "solve_newton",
     "solve_ridge",
     "spectral_entropy",
+    "step_null_space",
     "view_batches",
 ]
