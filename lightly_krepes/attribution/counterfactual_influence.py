@@ -67,7 +67,10 @@ class CounterfactualInfluence(DataInfluence):  # type: ignore[misc]
         result: The audit (``audit`` or ``audit_encoder``).
         loss: The loss the audit used.
         views: The audit's views: a list of p >= 2 tensors (n, ...) or an
-            iterable of view batches, as for :func:`~lightly_krepes.audit.audit`.
+            iterable of view batches, as for :func:`~lightly_krepes.audit.audit`;
+            for :func:`~lightly_krepes.audit.audit_encoder`, its own views from
+            :func:`~lightly_krepes.audit.audit_views` (same data, transform,
+            batch size and seed).
         head: The frozen head the audit used, if any.
         num_subsets: Halves to draw, an even number >= 2.
         batch_size: Samples per loss batch for a list of p tensors (the audit's).

@@ -4,7 +4,13 @@
 """
 
 from lightly_krepes._inputs import view_batches
-from lightly_krepes.audit.audit import AuditResult, audit, audit_encoder, refine_step
+from lightly_krepes.audit.audit import (
+    AuditResult,
+    audit,
+    audit_encoder,
+    audit_views,
+    refine_step,
+)
 from lightly_krepes.audit.cache import (
     AuditCache,
     AuditRefit,
@@ -64,6 +70,7 @@ __all__ = [
     "audit",
     "audit_encoder",
     "audit_refit",
+    "audit_views",
     "backbone_fingerprint",
     "build_surrogate",
     "curvature_subsample",

@@ -616,6 +616,52 @@ def _view_batches(
         yield None if batch is None else check_view_batch(batch, f"view batch {i}")
 
 
+def audit_views(
+    data: Any,
+    *,
+    transform: ViewTransform | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> list[tuple[Tensor, ...]]:
+    """The view batches :func:`audit_encoder` draws for ``data``, materialised.
+
+    The views of batch ``b`` are drawn under ``batch_seed(seed, b)``, so with the
+    same ``data``, ``transform``, ``batch_size`` and ``seed`` they are the audit's
+    own, for tools that need them again, e.g. :class:`~lightly_krepes.attribution.
+    CounterfactualInfluence` (a transform that draws from its own generator
+    instead of the global ones gives other views). Every batch is held in
+    memory.
+
+    Args:
+        data: As for :func:`audit_encoder`.
+        transform: As for :func:`audit_encoder`.
+        batch_size: As for :func:`audit_encoder`.
+        seed: As for :func:`audit_encoder`.
+
+    Returns:
+        A list of tuples of p tensors (B, ...), one per batch.
+
+    References:
+        - [0] KREPES, 2025, arXiv 2509.24467
+
+    Examples:
+        >>> x = torch.randn(10, 3)
+        >>> def views(v):
+        ...     return [v + 0.1 * torch.randn_like(v), v + 0.1 * torch.randn_like(v)]
+        >>> batches = audit_views(x, transform=views, batch_size=4)
+        >>> [len(b[0]) for b in batches]
+        [4, 4, 2]
+        >>> again = audit_views(x, transform=views, batch_size=4)
+        >>> bool(torch.equal(batches[1][0], again[1][0]))
+        True
+    """
+    return [
+        batch
+        for batch in _view_batches(data, transform, batch_size, seed)
+        if batch is not None
+    ]
+
+
 def audit_encoder(
     encoder: nn.Module,
     data: Any,

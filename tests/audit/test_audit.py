@@ -18,6 +18,7 @@ from lightly_krepes.audit import (
     apply_step,
     audit,
     audit_encoder,
+    audit_views,
     build_surrogate,
 )
 from lightly_krepes.audit.audit import (
@@ -505,3 +506,36 @@ class TestExamples:
         result = doctest.testmod(mod, extraglobs={"torch": torch}, verbose=False)
         assert result.attempted > 0
         assert result.failed == 0
+
+
+class TestAuditViews:
+    def test_audit_views__reproduce_audit_encoders_step(self) -> None:
+        x = _tabular(64)
+        result = audit_encoder(
+            _mlp(),
+            x,
+            NTXentLoss(),
+            transform=_noise_views,
+            num_landmarks=12,
+            damping=100.0,
+            batch_size=32,
+            progress=False,
+        )
+        views = audit_views(x, transform=_noise_views, batch_size=32)
+        assert [len(b[0]) for b in views] == [32, 32]
+        again = audit(
+            result.backbone,
+            NTXentLoss(),
+            views,
+            damping=result.damping,
+            progress=False,
+        )
+        torch.testing.assert_close(
+            again.step.delta_alpha, result.step.delta_alpha, rtol=1e-10, atol=1e-12
+        )
+
+    def test_audit_views__other_seed_other_views(self) -> None:
+        x = _tabular(16)
+        first = audit_views(x, transform=_noise_views, batch_size=8, seed=0)
+        other = audit_views(x, transform=_noise_views, batch_size=8, seed=1)
+        assert not torch.equal(first[0][0], other[0][0])
