@@ -151,7 +151,7 @@ class CounterfactualInfluence(DataInfluence):  # type: ignore[misc]
         m = int(self.backbone.landmarks.shape[0])
         if m < 2:
             raise ValueError("Counterfactual influence needs at least 2 landmarks.")
-        self.delta_alpha = result.step.delta_alpha.detach().to(torch.float64)
+        self.delta_alpha = result.step.delta_alpha.detach().cpu().to(torch.float64)
         objective = AuditObjective(
             result.backbone,
             loss,
