@@ -655,6 +655,7 @@ def audit_views(
         >>> bool(torch.equal(batches[1][0], again[1][0]))
         True
     """
+    # Not sharded, so every batch is drawn; the filter only narrows the type.
     return [
         batch
         for batch in _view_batches(data, transform, batch_size, seed)
