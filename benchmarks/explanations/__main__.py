@@ -88,6 +88,7 @@ def run_setting(
         points,
         fit=audited.fit,
         seed=seed,
+        normalized=sizes.normalized,
     )
     out["seconds"]["sanity"] = time.perf_counter() - t
     if sizes.refit_points > 0:
@@ -191,6 +192,9 @@ def table_rows(name: str, seed: int, s: dict[str, Any]) -> list[list[Any]]:
         rows.append([*tag, "fidelity", "probe acc (surrogate / encoder)",
                      f"{f['surrogate_accuracy']:.4f} / {f['encoder_accuracy']:.4f}",
                      ""])  # fmt: skip
+        rows.append([*tag, "fidelity", "representation R2; noise-reference tau",
+                     f"{f['representation_r2']:.4f}; {f['noise_reference_tau']:.3f}",
+                     "report"])  # fmt: skip
     z = s["sanity"]
     rows.append([*tag, "sanity", "Spearman trained vs re-init",
                  fmt(z["mean_spearman"]), "< 0.5"])  # fmt: skip
@@ -243,6 +247,11 @@ def main() -> None:
     parser.add_argument("--lds-subsets", type=int, default=None)
     parser.add_argument("--counterfactual-subsets", type=int, default=None)
     parser.add_argument("--m", default="default,sqrt_n")
+    parser.add_argument(
+        "--unnormalized",
+        action="store_true",
+        help="build_surrogate(normalized=False): the eNTK without cosine normalisation",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--output", default=None)
@@ -257,6 +266,7 @@ def main() -> None:
         "refit_points": args.refit_points,
         "lds_subsets": args.lds_subsets,
         "counterfactual_subsets": args.counterfactual_subsets,
+        "normalized": False if args.unnormalized else None,
     }
     sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     suffix = "_quick" if args.quick else ""

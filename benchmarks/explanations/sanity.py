@@ -32,11 +32,12 @@ def run(
     *,
     fit: str,
     seed: int,
+    normalized: bool = True,
 ) -> dict[str, Any]:
     """Compares the trained and re-initialised encoders' scores on x."""
     surrogate = build_surrogate(
         reinitialised.eval(), data, landmarks=expansion.landmarks, seed=seed,
-        fit=fit, progress=False,  # type: ignore[arg-type]
+        fit=fit, normalized=normalized, progress=False,  # type: ignore[arg-type]
     )  # fmt: skip
     other = LandmarkExpansion(surrogate, inputs=x, seed=seed)
     with torch.no_grad():

@@ -49,6 +49,7 @@ class Sizes:
     refit_points: int = 40
     lds_subsets: int = 50
     counterfactual_subsets: int = 128
+    normalized: bool = True
 
 
 @dataclass
@@ -216,6 +217,7 @@ def audit_task(
         landmarks=landmarks,
         seed=seed,
         fit=fit,  # type: ignore[arg-type]
+        normalized=sizes.normalized,
         progress=False,
     )
     seconds["build_surrogate"] = time.perf_counter() - t0
