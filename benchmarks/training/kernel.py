@@ -10,13 +10,14 @@ budget.
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from methods import Method, RunStats, train_for_budget
-from torch import Tensor
+from methods import SGD_LR, SGD_MOMENTUM, Method, RunStats, train_for_budget
+from torch import Tensor, nn
 
 from lightly_krepes.backbone import (
     CachedViews,
@@ -106,3 +107,73 @@ def closed_form(
     t0 = time.perf_counter()
     fit_closed_form(fitted, cache, loss)  # type: ignore[arg-type]
     return fitted, time.perf_counter() - t0
+
+
+class _Passthrough(nn.Module):
+    """Returns its input; the empty parameter gives BYOL's momentum copy one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.empty = nn.Parameter(torch.zeros(0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+def _seconds_per_step(
+    method: Method, pairs: list[tuple[Tensor, Tensor]], steps: int
+) -> float:
+    """SGD steps at Lightly's settings, timed after 3 untimed ones."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=SGD_LR, momentum=SGD_MOMENTUM)
+    method.train()
+    start = 0.0
+    for step in range(3 + steps):
+        if step == 3:
+            start = time.perf_counter()
+        x0, x1 = pairs[step % len(pairs)]
+        loss = method.step_loss(x0, x1, step / (3 + steps))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) / steps
+
+
+def head_share(
+    method_name: str,
+    backbone: KernelBackbone,
+    cache: CachedViews,
+    batch_size: int,
+    seed: int,
+    steps: int = 20,
+    repeats: int = 3,
+) -> float:
+    """The part of a cached step that the method's head and loss alone cost.
+
+    A cached step (``FeatureBackbone`` + head + loss) and a step of the head and
+    loss alone on fixed inputs of the representation's size are timed back to
+    back, ``repeats`` times alternately, on the same batches; the ratio of their
+    medians is robust to the machine's load, which changes over a long run. The
+    CNN epoch over the head-only epoch, the speed-up no backbone can pass with
+    this head, is then ``epoch_speedup / head_share``. 0 for a method without a
+    head.
+    """
+    rep_dim = backbone.out_dim
+    if not list(Method(method_name, _Passthrough(), rep_dim).head.parameters()):
+        return 0.0  # no head (spectral contrastive): nothing bounds the speed-up
+    generator = torch.Generator().manual_seed(seed)
+    pairs = list(cached_batches(cache, batch_size, generator))
+    if not pairs:
+        raise ValueError(f"The cache holds fewer rows than one batch ({batch_size}).")
+    fixed = [
+        (a[:, :rep_dim].contiguous(), b[:, :rep_dim].contiguous()) for a, b in pairs
+    ]
+    head_times, cached_times = [], []
+    for _ in range(repeats):
+        torch.manual_seed(seed + 2)
+        cached = Method(method_name, FeatureBackbone(copy.deepcopy(backbone)), rep_dim)
+        cached_times.append(_seconds_per_step(cached, pairs, steps))
+        torch.manual_seed(seed + 2)
+        head_only = Method(method_name, _Passthrough(), rep_dim)
+        head_times.append(_seconds_per_step(head_only, fixed, steps))
+    return float(statistics.median(head_times) / statistics.median(cached_times))
