@@ -21,25 +21,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from _ssl_training import Split, probe_fidelity, representations
+from _ssl_training import Split, probe, probe_fidelity, representations
 from torch import nn
 
 from lightly_krepes.attribution import LandmarkExpansion
 from lightly_krepes.backbone import KernelBackbone
-from lightly_krepes.evaluation import linear_probe, surrogate_fidelity
+from lightly_krepes.evaluation import surrogate_fidelity
 
 TARGETS = {"correlation": 0.99, "abs_gap_points": 0.5, "kendall_tau": 0.85}
 NOISE_DRAWS = 3
 
 
-def _true_class_probabilities(
-    train: torch.Tensor, labelled: Split, test: torch.Tensor, test_labels: torch.Tensor
+def _probabilities(
+    train: torch.Tensor, test: torch.Tensor, data: tuple[Split, Split], seed: int
 ) -> np.ndarray:
-    result = linear_probe(
-        train, labelled.labels, test, test_labels, label_fraction=1.0, seed=0
+    """``probe_fidelity``'s probe on given features (``probe(None, ...)`` flattens)."""
+    labelled, held_out = data
+    outcome = probe(
+        None, Split(train, labelled.labels), Split(test, held_out.labels), seed
     )
-    proba: np.ndarray = result.classifier.predict_proba(test.numpy())
-    return proba
+    assert outcome.probabilities is not None, "the features are finite"
+    return outcome.probabilities
 
 
 def noise_reference(
@@ -57,7 +59,7 @@ def noise_reference(
     total = ((enc_test - enc_test.mean(0)) ** 2).sum()
     r2 = float(1 - (residual**2).sum() / total)
     scale = residual.pow(2).mean(0).sqrt()
-    clean = _true_class_probabilities(enc_train, labelled, enc_test, test.labels)
+    clean = _probabilities(enc_train, enc_test, (labelled, test), seed)
     generator = torch.Generator().manual_seed(seed + 40)
     taus = []
     for _ in range(NOISE_DRAWS):
@@ -67,9 +69,7 @@ def noise_reference(
         noisy_test = enc_test + scale * torch.randn(
             enc_test.shape, generator=generator, dtype=enc_test.dtype
         )
-        noisy = _true_class_probabilities(
-            noisy_train, labelled, noisy_test, test.labels
-        )
+        noisy = _probabilities(noisy_train, noisy_test, (labelled, test), seed)
         fid = surrogate_fidelity(
             noisy, clean, test.labels.numpy(), scores="probabilities"
         )

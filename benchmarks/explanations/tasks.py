@@ -36,7 +36,10 @@ from lightly_krepes.data import select_indices
 
 @dataclass
 class Sizes:
-    """How much data every run uses (``--quick`` shrinks it)."""
+    """How much data every run uses and how it is audited (``--quick`` shrinks it).
+
+    ``normalized`` is ``build_surrogate``'s (``--unnormalized`` sets it False).
+    """
 
     train: int = 10_000
     audit: int = 2_000

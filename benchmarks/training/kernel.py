@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from methods import SGD_LR, SGD_MOMENTUM, Method, RunStats, train_for_budget
+from methods import Method, RunStats, lightly_sgd, sgd_step, train_for_budget
 from torch import Tensor, nn
 
 from lightly_krepes.backbone import (
@@ -124,18 +124,13 @@ def _seconds_per_step(
     method: Method, pairs: list[tuple[Tensor, Tensor]], steps: int
 ) -> float:
     """SGD steps at Lightly's settings, timed after 3 untimed ones."""
-    params = [p for p in method.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=SGD_LR, momentum=SGD_MOMENTUM)
-    method.train()
+    optimizer = lightly_sgd(method)
     start = 0.0
     for step in range(3 + steps):
         if step == 3:
             start = time.perf_counter()
         x0, x1 = pairs[step % len(pairs)]
-        loss = method.step_loss(x0, x1, step / (3 + steps))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        sgd_step(method, optimizer, x0, x1, step / (3 + steps))
     return (time.perf_counter() - start) / steps
 
 

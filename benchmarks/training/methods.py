@@ -133,6 +133,28 @@ class RunStats:
         return asdict(self)
 
 
+def lightly_sgd(method: Method) -> torch.optim.SGD:
+    """SGD (lr 0.06, momentum 0.9) over the trainable parameters; train mode."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    method.train()
+    return torch.optim.SGD(params, lr=SGD_LR, momentum=SGD_MOMENTUM)
+
+
+def sgd_step(
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    x0: Tensor,
+    x1: Tensor,
+    progress: float,
+) -> float:
+    """One SGD step on the views' loss; returns the loss."""
+    loss = method.step_loss(x0, x1, progress)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def train_for_budget(
     method: Method,
     batches: Callable[[], Iterator[tuple[Tensor, Tensor]]],
@@ -146,9 +168,7 @@ def train_for_budget(
     ``batches()`` yields the two views of every batch of one epoch. At least one
     step is taken; a non-finite loss stops the run.
     """
-    params = [p for p in method.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=SGD_LR, momentum=SGD_MOMENTUM)
-    method.train()
+    optimizer = lightly_sgd(method)
     losses: list[float] = []
     finite = True
     start = time.perf_counter()
@@ -157,11 +177,9 @@ def train_for_budget(
     while not done:
         for x0, x1 in batches():
             elapsed = time.perf_counter() - start
-            loss = method.step_loss(x0, x1, min(1.0, elapsed / budget_seconds))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(
+                sgd_step(method, optimizer, x0, x1, min(1.0, elapsed / budget_seconds))
+            )
             bar.update(1)
             if not math.isfinite(losses[-1]):
                 finite, done = False, True
