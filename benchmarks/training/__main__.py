@@ -5,6 +5,7 @@ Run from the repository root::
 
     python benchmarks/training [--quick] [--datasets fmnist,cifar10]
         [--losses simclr,vicreg,barlowtwins,byol,spectral] [--budget-seconds 120]
+        [--kernel-lr 0.06] [--deep-lr 0.06]
         [--output benchmarks/results/training.json]
 
 Modules: ``methods.py`` (Lightly heads and losses, the budgeted SGD loop shared by
@@ -26,8 +27,11 @@ both models), ``kernel.py`` (cached views, SGD over them, closed forms), this fi
   every step.
 - *Methods.* SimCLR, VICReg, Barlow Twins, BYOL (Lightly's heads, width 512, and
   losses) and spectral contrastive (no head); Lightly's optimiser, SGD lr 0.06,
-  momentum 0.9; batch 256. Closed forms (``fit_closed_form``, spectral contrastive
-  and Barlow Twins / CCA) on the same cached views.
+  momentum 0.9; batch 256. ``--kernel-lr`` / ``--deep-lr`` give the backbone's
+  parameters their own learning rate (an SGD parameter group; the head keeps 0.06),
+  one value or per loss, e.g. ``simclr=1,vicreg=1,byol=1,barlowtwins=0.015``.
+  Closed forms (``fit_closed_form``, spectral contrastive and Barlow Twins / CCA) on
+  the same cached views.
 - *Views.* SimCLR-style augmentations on tensors (``_ssl_training.ImageViews``).
 - *Evaluation.* Linear probe (standardisation + logistic regression) on a stratified
   ``--label-fraction`` of the training split, scored on the test split.
@@ -76,7 +80,7 @@ from _ssl_training import (
     small_cnn,
 )
 from kernel import build_cache, closed_form, head_share, train_cached
-from methods import LABELS, METHODS, Method, train_for_budget
+from methods import LABELS, METHODS, SGD_LR, Method, train_for_budget
 from torch import Tensor
 
 from lightly_krepes.backbone import FeatureBackbone, KernelBackbone
@@ -108,6 +112,10 @@ class Config:
     seed: int = 0
     data_root: str | None = None
     quick: bool = False
+    # (loss, lr) pairs: the backbone's own SGD learning rate; unnamed losses and
+    # the heads keep Lightly's 0.06.
+    kernel_lr: tuple[tuple[str, float], ...] = ()
+    deep_lr: tuple[tuple[str, float], ...] = ()
 
     def shrunk(self) -> Config:
         """The ``--quick`` sizes."""
@@ -183,8 +191,16 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
     for name in cfg.losses:
         seed_everything(cfg.seed)
         budget = max(cfg.budget_seconds - setup, 1e-3)
+        kernel_lr, deep_lr = dict(cfg.kernel_lr).get(name), dict(cfg.deep_lr).get(name)
         trained, k_stats, moved = train_cached(
-            backbone, name, cache.views, cfg.batch_size, budget, cfg.seed, name
+            backbone,
+            name,
+            cache.views,
+            cfg.batch_size,
+            budget,
+            cfg.seed,
+            name,
+            kernel_lr,
         )
         k_acc = probe_kernel(trained)
         seed_everything(cfg.seed)
@@ -198,17 +214,23 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
             cfg.batch_size,
             cfg.budget_seconds,
             f"{name} deep",
+            deep_lr,
         )
         d_acc = probe(deep.backbone, labelled, test, cfg.seed).accuracy
         entry: dict[str, Any] = {
             "label": LABELS[name],
             "kernel": {
                 "accuracy": k_acc,
+                "backbone_lr": SGD_LR if kernel_lr is None else kernel_lr,
                 "training_budget_seconds": budget,
                 "relative_change_of_A": moved,
                 **k_stats.as_dict(),
             },
-            "deep": {"accuracy": d_acc, **d_stats.as_dict()},
+            "deep": {
+                "accuracy": d_acc,
+                "backbone_lr": SGD_LR if deep_lr is None else deep_lr,
+                **d_stats.as_dict(),
+            },
             "epoch_speedup": d_stats.seconds_per_epoch / k_stats.seconds_per_epoch,
         }
         share = head_share(name, trained, cache.views, cfg.batch_size, cfg.seed)
@@ -227,8 +249,10 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
         closed = entry.get("closed_form")
         print(
             f"  {name}: kernel {100 * k_acc:.2f}% ({k_stats.steps} steps, "
+            f"lr {entry['kernel']['backbone_lr']:g}, "
             f"|dA|/|A0| {moved:.2f}), deep {100 * d_acc:.2f}% ({d_stats.steps} "
-            f"steps), epoch speed-up {entry['epoch_speedup']:.0f}x"
+            f"steps, lr {entry['deep']['backbone_lr']:g}), "
+            f"epoch speed-up {entry['epoch_speedup']:.0f}x"
             + (
                 f" (head {100 * share:.0f}% of a cached step: bound "
                 f"{entry['epoch_speedup_bound']:.0f}x)"
@@ -273,6 +297,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                     round(k - pc, 2),
                     round(d, 2),
                     round(k - d, 2),
+                    f"{e['kernel']['backbone_lr']:g}/{e['deep']['backbone_lr']:g}",
                     round(e["kernel"]["relative_change_of_A"], 2),
                     f"{e['epoch_speedup']:.0f}x",
                     f"{e['epoch_speedup_bound']:.0f}x"
@@ -291,6 +316,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
         "k-PC",
         "deep",
         "k-deep",
+        "lr k/deep",
         "|dA|/|A0|",
         "epoch x",
         "head bound",
@@ -299,6 +325,25 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
     ]
     print("\nLinear probe accuracy % (10% labels), equal wall-clock per model")
     print(format_table(headers, rows))
+
+
+def parse_learning_rates(
+    text: str, losses: tuple[str, ...]
+) -> tuple[tuple[str, float], ...]:
+    """``"1.0"`` (every loss) or ``"simclr=1,byol=0.3"`` as (loss, lr) pairs."""
+    if not text:
+        return ()
+    if "=" not in text:
+        return tuple((name, float(text)) for name in losses)
+    pairs = []
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        if name not in METHODS:
+            raise ValueError(
+                f"Unknown loss {name!r} in {text!r}; choose from {METHODS}."
+            )
+        pairs.append((name, float(value)))
+    return tuple(pairs)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
@@ -323,6 +368,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
     add("--threads", type=int, default=2)
     add("--seed", type=int, default=0)
     add("--data-root", default=None)
+    lr_help = (
+        "the backbone's SGD learning rate, one value for every loss or "
+        "'simclr=1,byol=1' per loss (default: Lightly's 0.06; the heads keep it)"
+    )
+    add("--kernel-lr", default="", help=f"the kernel's: {lr_help}")
+    add("--deep-lr", default="", help=f"the CNN's: {lr_help}")
     add("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     datasets = tuple(s for s in args.datasets.split(",") if s)
@@ -331,6 +382,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         parser.error(f"--datasets must be a subset of {DATASETS}")
     if not set(losses) <= set(METHODS) or not losses:
         parser.error(f"--losses must be a subset of {METHODS}")
+    try:
+        kernel_lr = parse_learning_rates(args.kernel_lr, losses)
+        deep_lr = parse_learning_rates(args.deep_lr, losses)
+    except ValueError as err:
+        parser.error(str(err))
     cfg = Config(
         datasets=datasets,
         losses=losses,
@@ -345,6 +401,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         threads=args.threads,
         seed=args.seed,
         data_root=args.data_root,
+        kernel_lr=kernel_lr,
+        deep_lr=deep_lr,
     )
     if args.quick:
         cfg = cfg.shrunk()

@@ -78,8 +78,13 @@ def train_cached(
     budget_seconds: float,
     seed: int,
     desc: str,
+    backbone_lr: float | None = None,
 ) -> tuple[KernelBackbone, RunStats, float]:
-    """SGD on the cached coordinates; returns the trained copy, stats, |A-A0|/|A0|."""
+    """SGD on the cached coordinates; returns the trained copy, stats, |A-A0|/|A0|.
+
+    ``backbone_lr`` is the learning rate of ``A`` and ``gamma`` (the head keeps
+    Lightly's); ``None`` is Lightly's 0.06.
+    """
     torch.manual_seed(seed + 1)
     trained = copy.deepcopy(backbone)
     start_weight = trained.linear.weight.detach().clone()
@@ -92,6 +97,7 @@ def train_cached(
         batch_size,
         budget_seconds,
         desc,
+        backbone_lr,
     )
     moved = float(
         (trained.linear.weight.detach() - start_weight).norm() / start_weight.norm()

@@ -133,11 +133,21 @@ class RunStats:
         return asdict(self)
 
 
-def lightly_sgd(method: Method) -> torch.optim.SGD:
-    """SGD (lr 0.06, momentum 0.9) over the trainable parameters; train mode."""
-    params = [p for p in method.parameters() if p.requires_grad]
+def lightly_sgd(method: Method, backbone_lr: float | None = None) -> torch.optim.SGD:
+    """SGD (lr 0.06, momentum 0.9) over the trainable parameters; train mode.
+
+    ``backbone_lr`` gives the backbone's parameters their own learning rate (a
+    parameter group, plain PyTorch); the head keeps Lightly's 0.06.
+    """
+    backbone = [p for p in method.backbone.parameters() if p.requires_grad]
+    ids = {id(p) for p in backbone}
+    rest = [p for p in method.parameters() if p.requires_grad and id(p) not in ids]
     method.train()
-    return torch.optim.SGD(params, lr=SGD_LR, momentum=SGD_MOMENTUM)
+    groups = [
+        {"params": backbone, "lr": SGD_LR if backbone_lr is None else backbone_lr},
+        {"params": rest},
+    ]
+    return torch.optim.SGD(groups, lr=SGD_LR, momentum=SGD_MOMENTUM)
 
 
 def sgd_step(
@@ -162,13 +172,15 @@ def train_for_budget(
     batch_size: int,
     budget_seconds: float,
     desc: str,
+    backbone_lr: float | None = None,
 ) -> RunStats:
     """Lightly's SGD (lr 0.06, momentum 0.9) over epochs until the budget is spent.
 
     ``batches()`` yields the two views of every batch of one epoch. At least one
-    step is taken; a non-finite loss stops the run.
+    step is taken; a non-finite loss stops the run. ``backbone_lr``: see
+    ``lightly_sgd``.
     """
-    optimizer = lightly_sgd(method)
+    optimizer = lightly_sgd(method, backbone_lr)
     losses: list[float] = []
     finite = True
     start = time.perf_counter()
