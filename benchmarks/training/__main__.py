@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -191,7 +192,8 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
     for name in cfg.losses:
         seed_everything(cfg.seed)
         budget = max(cfg.budget_seconds - setup, 1e-3)
-        kernel_lr, deep_lr = dict(cfg.kernel_lr).get(name), dict(cfg.deep_lr).get(name)
+        kernel_lr = dict(cfg.kernel_lr).get(name, SGD_LR)
+        deep_lr = dict(cfg.deep_lr).get(name, SGD_LR)
         trained, k_stats, moved = train_cached(
             backbone,
             name,
@@ -221,14 +223,14 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
             "label": LABELS[name],
             "kernel": {
                 "accuracy": k_acc,
-                "backbone_lr": SGD_LR if kernel_lr is None else kernel_lr,
+                "backbone_lr": kernel_lr,
                 "training_budget_seconds": budget,
                 "relative_change_of_A": moved,
                 **k_stats.as_dict(),
             },
             "deep": {
                 "accuracy": d_acc,
-                "backbone_lr": SGD_LR if deep_lr is None else deep_lr,
+                "backbone_lr": deep_lr,
                 **d_stats.as_dict(),
             },
             "epoch_speedup": d_stats.seconds_per_epoch / k_stats.seconds_per_epoch,
@@ -330,19 +332,33 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
 def parse_learning_rates(
     text: str, losses: tuple[str, ...]
 ) -> tuple[tuple[str, float], ...]:
-    """``"1.0"`` (every loss) or ``"simclr=1,byol=0.3"`` as (loss, lr) pairs."""
+    """``"1.0"`` (every loss) or ``"simclr=1,byol=0.3"`` as (loss, lr) pairs.
+
+    A loss that is not run, a rate that is not a finite positive number: ``ValueError``.
+    """
     if not text:
         return ()
-    if "=" not in text:
-        return tuple((name, float(text)) for name in losses)
+    items = (
+        [f"{name}={text}" for name in losses] if "=" not in text else text.split(",")
+    )
     pairs = []
-    for item in text.split(","):
+    for item in items:
         name, _, value = item.partition("=")
-        if name not in METHODS:
+        if name not in losses:
             raise ValueError(
-                f"Unknown loss {name!r} in {text!r}; choose from {METHODS}."
+                f"--kernel-lr/--deep-lr name {name!r}, which is not in --losses "
+                f"{','.join(losses)}; name only losses that run."
             )
-        pairs.append((name, float(value)))
+        try:
+            lr = float(value)
+        except ValueError:
+            lr = float("nan")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(
+                f"Learning rate {value!r} for {name!r} must be a finite positive "
+                "number."
+            )
+        pairs.append((name, lr))
     return tuple(pairs)
 
 

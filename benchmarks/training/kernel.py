@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from methods import Method, RunStats, lightly_sgd, sgd_step, train_for_budget
+from methods import (
+    SGD_LR,
+    Method,
+    RunStats,
+    lightly_sgd,
+    sgd_step,
+    train_for_budget,
+)
 from torch import Tensor, nn
 
 from lightly_krepes.backbone import (
@@ -78,12 +85,12 @@ def train_cached(
     budget_seconds: float,
     seed: int,
     desc: str,
-    backbone_lr: float | None = None,
+    backbone_lr: float = SGD_LR,
 ) -> tuple[KernelBackbone, RunStats, float]:
     """SGD on the cached coordinates; returns the trained copy, stats, |A-A0|/|A0|.
 
     ``backbone_lr`` is the learning rate of ``A`` and ``gamma`` (the head keeps
-    Lightly's); ``None`` is Lightly's 0.06.
+    Lightly's 0.06).
     """
     torch.manual_seed(seed + 1)
     trained = copy.deepcopy(backbone)

@@ -133,7 +133,7 @@ class RunStats:
         return asdict(self)
 
 
-def lightly_sgd(method: Method, backbone_lr: float | None = None) -> torch.optim.SGD:
+def lightly_sgd(method: Method, backbone_lr: float = SGD_LR) -> torch.optim.SGD:
     """SGD (lr 0.06, momentum 0.9) over the trainable parameters; train mode.
 
     ``backbone_lr`` gives the backbone's parameters their own learning rate (a
@@ -144,7 +144,7 @@ def lightly_sgd(method: Method, backbone_lr: float | None = None) -> torch.optim
     rest = [p for p in method.parameters() if p.requires_grad and id(p) not in ids]
     method.train()
     groups = [
-        {"params": backbone, "lr": SGD_LR if backbone_lr is None else backbone_lr},
+        {"params": backbone, "lr": backbone_lr},
         {"params": rest},
     ]
     return torch.optim.SGD(groups, lr=SGD_LR, momentum=SGD_MOMENTUM)
@@ -172,7 +172,7 @@ def train_for_budget(
     batch_size: int,
     budget_seconds: float,
     desc: str,
-    backbone_lr: float | None = None,
+    backbone_lr: float = SGD_LR,
 ) -> RunStats:
     """Lightly's SGD (lr 0.06, momentum 0.9) over epochs until the budget is spent.
 
