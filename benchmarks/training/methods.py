@@ -103,12 +103,25 @@ class Method(nn.Module):
 
     def step_loss(self, x0: Tensor, x1: Tensor, progress: float) -> Tensor:
         """The loss of one batch; ``progress`` in [0, 1] drives BYOL's momentum."""
+        if self.predictor is not None:
+            momentum = cosine_schedule(int(1000 * progress), 1000, 0.99, 1.0)
+            update_momentum(self.backbone, self.backbone_momentum, m=momentum)
+            update_momentum(self.head, self.head_momentum, m=momentum)
+        return self._loss(x0, x1)
+
+    def evaluation_loss(self, x0: Tensor, x1: Tensor) -> float:
+        """The loss of one batch in eval mode: no gradients, no momentum update."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            loss = float(self._loss(x0, x1))
+        self.train(was_training)
+        return loss
+
+    def _loss(self, x0: Tensor, x1: Tensor) -> Tensor:
         if self.predictor is None:
             loss: Tensor = self.criterion(self.embed(x0), self.embed(x1))
             return loss
-        momentum = cosine_schedule(int(1000 * progress), 1000, 0.99, 1.0)
-        update_momentum(self.backbone, self.backbone_momentum, m=momentum)
-        update_momentum(self.head, self.head_momentum, m=momentum)
         p0, p1 = self.predictor(self.embed(x0)), self.predictor(self.embed(x1))
         with torch.no_grad():
             t0 = self.head_momentum(self.backbone_momentum(x0).flatten(start_dim=1))
@@ -119,7 +132,13 @@ class Method(nn.Module):
 
 @dataclass
 class RunStats:
-    """What one budgeted run did."""
+    """What one budgeted run did.
+
+    With a monitor, ``selected_step`` is the step whose weights were kept (the
+    monitor's minimum, 0 for the initial weights), ``monitored_loss`` its value
+    and ``monitor_seconds`` the monitor's time: part of ``seconds`` and of the
+    budget, not of ``seconds_per_epoch``.
+    """
 
     seconds: float
     steps: int
@@ -128,8 +147,11 @@ class RunStats:
     loss_start: float
     loss_end: float
     finite: bool
+    selected_step: int | None = None
+    monitored_loss: float | None = None
+    monitor_seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, float | int | bool]:
+    def as_dict(self) -> dict[str, float | int | bool | None]:
         return asdict(self)
 
 
@@ -165,6 +187,27 @@ def sgd_step(
     return float(loss.detach())
 
 
+class _BestBackbone:
+    """The backbone weights at the monitor's minimum so far (a copy in memory)."""
+
+    def __init__(self, method: Method, monitor: Callable[[], float]) -> None:
+        self.method, self.monitor = method, monitor
+        self.step, self.value, self.seconds = 0, math.inf, 0.0
+        self.state: dict[str, Tensor] | None = None
+
+    def check(self, step: int) -> None:
+        t0 = time.perf_counter()
+        value = self.monitor()
+        self.seconds += time.perf_counter() - t0
+        if value < self.value:
+            self.step, self.value = step, value
+            self.state = copy.deepcopy(self.method.backbone.state_dict())
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.method.backbone.load_state_dict(self.state)
+
+
 def train_for_budget(
     method: Method,
     batches: Callable[[], Iterator[tuple[Tensor, Tensor]]],
@@ -173,17 +216,25 @@ def train_for_budget(
     budget_seconds: float,
     desc: str,
     backbone_lr: float = SGD_LR,
+    monitor: Callable[[], float] | None = None,
+    check_every: int = 50,
 ) -> RunStats:
     """Lightly's SGD (lr 0.06, momentum 0.9) over epochs until the budget is spent.
 
     ``batches()`` yields the two views of every batch of one epoch. At least one
     step is taken; a non-finite loss stops the run. ``backbone_lr``: see
-    ``lightly_sgd``.
+    ``lightly_sgd``. ``monitor()``, if given, is called before the first step,
+    every ``check_every`` steps and after the last (its time counts against the
+    budget), and the backbone ends with the weights of its minimum: model
+    selection on a held-out loss, as Lightning's ``ModelCheckpoint(monitor=...)``.
     """
     optimizer = lightly_sgd(method, backbone_lr)
+    best = _BestBackbone(method, monitor) if monitor is not None else None
     losses: list[float] = []
     finite = True
     start = time.perf_counter()
+    if best is not None:
+        best.check(0)
     bar = tqdm(desc=desc, unit="step", leave=False)
     done = False
     while not done:
@@ -199,8 +250,15 @@ def train_for_budget(
             if time.perf_counter() - start >= budget_seconds:
                 done = True
                 break
+            if best is not None and len(losses) % check_every == 0:
+                best.check(len(losses))
     bar.close()
+    if best is not None:
+        if finite:
+            best.check(len(losses))
+        best.restore()
     seconds = time.perf_counter() - start
+    monitor_seconds = best.seconds if best is not None else 0.0
     epochs = len(losses) * batch_size / num_samples
     head = losses[: min(10, len(losses))]
     tail = losses[-max(1, len(losses) // 10) :]
@@ -208,8 +266,11 @@ def train_for_budget(
         seconds=seconds,
         steps=len(losses),
         epochs=epochs,
-        seconds_per_epoch=seconds / max(epochs, 1e-12),
+        seconds_per_epoch=(seconds - monitor_seconds) / max(epochs, 1e-12),
         loss_start=sum(head) / len(head),
         loss_end=sum(tail) / len(tail),
         finite=finite,
+        selected_step=best.step if best is not None else None,
+        monitored_loss=best.value if best is not None else None,
+        monitor_seconds=monitor_seconds,
     )

@@ -82,6 +82,50 @@ class CachedViews(Dataset[tuple[list[Tensor], int]]):
         """The p views' coordinates, a list of (n, r) tensors."""
         return list(self.features.unbind(0))
 
+    def split(self, held_out: float, seed: int = 0) -> tuple[CachedViews, CachedViews]:
+        """Splits the samples into a training and a held-out cache.
+
+        The p views are fixed, so many epochs over them over-fit those views: the
+        training loss keeps falling while the representation gets worse. The same
+        loss on held-out samples' views turns up when that starts, so keep the
+        weights at its minimum (what Lightning's ``ModelCheckpoint(monitor=...)``
+        does with a validation loss). No labels are used.
+
+        Args:
+            held_out: Fraction of the samples held out, in (0, 1).
+            seed: Seed of the random split.
+
+        Returns:
+            ``(training, held_out)`` caches with this cache's ``views_per_item``;
+            every sample is in exactly one of them.
+
+        Raises:
+            ValueError: If ``held_out`` is not in (0, 1) or leaves either part
+                empty.
+
+        Examples:
+            >>> train, held_out = CachedViews(torch.randn(4, 10, 3)).split(0.2)
+            >>> len(train), len(held_out)
+            (8, 2)
+        """
+        n = len(self)
+        if not 0.0 < held_out < 1.0:
+            raise ValueError(f"held_out must be a fraction in (0, 1), got {held_out}.")
+        num_held_out = round(held_out * n)
+        if not 0 < num_held_out < n:
+            raise ValueError(
+                f"held_out={held_out} of {n} samples holds out {num_held_out}; "
+                "both parts need at least one sample. Cache more samples or change "
+                "held_out."
+            )
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        held = order[:num_held_out].sort().values
+        kept = order[num_held_out:].sort().values
+        return (
+            CachedViews(self.features[:, kept], self.views_per_item),
+            CachedViews(self.features[:, held], self.views_per_item),
+        )
+
 
 class FeatureBackbone(nn.Module):
     """A :class:`KernelBackbone` that takes cached coordinates instead of inputs.

@@ -128,3 +128,32 @@ class TestCachedViews:
             CachedViews(torch.zeros(5, 2))
         with pytest.raises(ValueError, match="views_per_item"):
             CachedViews(torch.zeros(2, 5, 2), views_per_item=3)
+
+    def test_split__partitions_samples_with_all_their_views(self) -> None:
+        # Sample i's p views all hold the value i, so rows identify samples.
+        features = torch.arange(10.0).view(1, 10, 1).expand(4, 10, 3).clone()
+        cached = CachedViews(features, views_per_item=None)
+        train, held_out = cached.split(0.3, seed=1)
+        assert (len(train), len(held_out)) == (7, 3)
+        assert train.num_views == held_out.num_views == 4
+        assert train.views_per_item is None and held_out.views_per_item is None
+        ids = [part.features[:, :, 0] for part in (train, held_out)]
+        for rows in ids:
+            assert torch.equal(rows, rows[:1].expand_as(rows))  # views stay together
+        assert sorted(torch.cat([r[0] for r in ids]).tolist()) == list(range(10))
+
+    def test_split__deterministic_for_a_seed(self) -> None:
+        cached = CachedViews(torch.randn(2, 50, 3))
+        first, _ = cached.split(0.2, seed=3)
+        again, _ = cached.split(0.2, seed=3)
+        other, _ = cached.split(0.2, seed=4)
+        assert torch.equal(first.features, again.features)
+        assert not torch.equal(first.features, other.features)
+
+    def test_split__rejects_bad_fractions(self) -> None:
+        cached = CachedViews(torch.randn(2, 5, 3))
+        for bad in (0.0, 1.0, -0.1, 1.5):
+            with pytest.raises(ValueError, match=r"fraction in \(0, 1\)"):
+                cached.split(bad)
+        with pytest.raises(ValueError, match="both parts"):
+            cached.split(0.05)
