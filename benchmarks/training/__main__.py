@@ -5,7 +5,7 @@ Run from the repository root::
 
     python benchmarks/training [--quick] [--datasets fmnist,cifar10]
         [--losses simclr,vicreg,barlowtwins,byol,spectral] [--budget-seconds 120]
-        [--kernel-lr 0.06] [--deep-lr 0.06]
+        [--kernel-lr 0.06] [--deep-lr 0.06] [--held-out 0.1] [--min-scale 0.5]
         [--output benchmarks/results/training.json]
 
 Modules: ``methods.py`` (Lightly heads and losses, the budgeted SGD loop shared by
@@ -37,7 +37,8 @@ both models), ``kernel.py`` (cached views, SGD over them, closed forms), this fi
   one value or per loss, e.g. ``simclr=1,vicreg=1,byol=1,barlowtwins=0.015``.
   Closed forms (``fit_closed_form``, spectral contrastive and Barlow Twins / CCA) on
   the same cached views.
-- *Views.* SimCLR-style augmentations on tensors (``_ssl_training.ImageViews``).
+- *Views.* SimCLR-style augmentations on tensors (``_ssl_training.ImageViews``);
+  ``--min-scale`` sets both models' smallest crop area.
 - *Evaluation.* Linear probe (standardisation + logistic regression) on a stratified
   ``--label-fraction`` of the training split, scored on the test split.
 
@@ -110,6 +111,8 @@ class Config:
     ridge: float = DEFAULT_RIDGE
     num_views: int = 4
     held_out: float = 0.0
+    # The random-resized-crop's smallest area for both models; None: MIN_SCALE.
+    min_scale: float | None = None
     pool_size: int | None = 5_000
     train_size: int | None = 20_000
     test_size: int | None = 5_000
@@ -160,7 +163,8 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
         return small_cnn(channels, size, REP_DIM, cfg.seed)
 
     def make_views() -> ImageViews:
-        return ImageViews(dataset, MIN_SCALE[dataset], seed=cfg.seed)
+        scale = MIN_SCALE[dataset] if cfg.min_scale is None else cfg.min_scale
+        return ImageViews(dataset, scale, seed=cfg.seed)
 
     print(f"{dataset}: {len(train)} train, {len(lab)} labelled, {len(test)} test")
     accuracy: dict[str, float] = {}
@@ -399,6 +403,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         "kernel's weights (minimum of the loss on them); 0 (default) trains on all "
         "and keeps the last weights",
     )
+    add(
+        "--min-scale",
+        type=float,
+        default=None,
+        help="smallest crop area of both models' views (default: 0.2 Fashion-MNIST, "
+        "0.08 CIFAR-10)",
+    )
     add("--pool-size", type=int, default=Config.pool_size)
     add("--train-size", type=int, default=Config.train_size)
     add("--test-size", type=int, default=Config.test_size)
@@ -433,6 +444,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         ridge=args.ridge,
         num_views=args.num_views,
         held_out=args.held_out,
+        min_scale=args.min_scale,
         pool_size=args.pool_size,
         train_size=args.train_size,
         test_size=args.test_size,
@@ -445,6 +457,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
     )
     if not 0 <= args.held_out < 1:
         parser.error(f"--held-out must lie in [0, 1), got {args.held_out}")
+    if args.min_scale is not None and not 0 < args.min_scale <= 1:
+        parser.error(f"--min-scale must lie in (0, 1], got {args.min_scale}")
     if args.quick:
         cfg = cfg.shrunk()
     name = "training_quick.json" if args.quick else "training.json"
