@@ -7,10 +7,10 @@ kernel, selecting landmarks and caching the views are charged to the kernel's
 budget.
 
 Many epochs over p fixed views over-fit them: the training loss keeps falling
-while the probe drops (CIFAR-10, SimCLR: 35.8 % after 12 s of SGD, 32.1 % after
-96 s). ``train_cached(held_out=...)`` can hold out a fraction of the images
-(``CachedViews.split``) and keep the weights at the minimum of the method's loss
-on their views, which needs no labels; it is off by default (see
+while the probe drops (CIFAR-10, SimCLR, a one-off scan: 35.8 % after 12 s of
+SGD, 32.1 % after 96 s). ``train_cached(held_out=...)`` can hold out a fraction
+of the images (``CachedViews.split``) and keep the weights at the minimum of the
+method's loss on their views, which needs no labels; it is off by default (see
 ``docs/closed-form.md`` for what it gained and lost).
 """
 
