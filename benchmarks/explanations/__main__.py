@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/explanations [--quick] [--datasets fmnist,cifar10,adult]
         [--seeds 0] [--loss simclr] [--budget-seconds 60] [--damping D]
+        [--bandwidths none,0.5]
         [--output benchmarks/results/explanations.json]
 
 The protocol, the targets and what each figure means are in ``PROTOCOL.md``
@@ -89,6 +90,7 @@ def run_setting(
         fit=audited.fit,
         seed=seed,
         normalized=sizes.normalized,
+        bandwidth=sizes.bandwidth,
     )
     out["seconds"]["sanity"] = time.perf_counter() - t
     if sizes.refit_points > 0:
@@ -132,6 +134,7 @@ def ci(arm: dict[str, float]) -> str:
     return f"{arm['mean']:.4f} [{arm['lo']:.4f}, {arm['hi']:.4f}]"
 
 
+HEADER = ["data", "seed", "m (fit)", "check", "figure", "value", "target"]
 DELETION_ARMS = (
     "scores",
     "scores_contrast",
@@ -153,7 +156,8 @@ PRECISION_FIGURES = (
 
 def table_rows(name: str, seed: int, s: dict[str, Any]) -> list[list[Any]]:
     """One row per figure: data set, seed, m, check, figure, value, target."""
-    tag = [name, seed, f"{s['m']} ({s['fit']})"]
+    local = "" if s.get("bandwidth") is None else f", bandwidth {s['bandwidth']:g}"
+    tag = [name, seed, f"{s['m']} ({s['fit']}{local})"]
     rows: list[list[Any]] = []
     for key, arms in s["deletion"].items():
         if not key.startswith("k="):
@@ -252,10 +256,25 @@ def main() -> None:
         action="store_true",
         help="build_surrogate(normalized=False): the eNTK without cosine normalisation",
     )
+    parser.add_argument(
+        "--bandwidths",
+        default="none",
+        help="build_surrogate(bandwidth=B) per setting, e.g. none,0.5: 'none' is the "
+        "eNTK, B the Gaussian kernel of its distance at B times the median "
+        "heuristic (a local surrogate); all on the same encoder",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
+    try:
+        bandwidths = [
+            None if b == "none" else float(b) for b in args.bandwidths.split(",")
+        ]
+    except ValueError:
+        parser.error(f"--bandwidths takes 'none' and numbers, got {args.bandwidths}")
+    if any(b is not None and not 0 < b < math.inf for b in bandwidths):
+        parser.error(f"--bandwidths must be positive numbers, got {args.bandwidths}")
     torch.set_num_threads(args.threads)
     sizes = QUICK if args.quick else Sizes()
     overrides = {
@@ -284,22 +303,30 @@ def main() -> None:
             }  # fmt: skip
             counts = landmark_counts(task)
             for label in args.m.split(","):
-                setting = run_setting(
-                    task, encoder, args.loss, counts[label], seed, sizes
-                )
-                run["settings"][label] = setting
-                rows.extend(table_rows(name, seed, setting))
-                print(format_table(
-                    ["data", "seed", "m (fit)", "check", "figure", "value", "target"],
-                    table_rows(name, seed, setting),
-                ), flush=True)  # fmt: skip
+                for bandwidth in bandwidths:
+                    setting = run_setting(
+                        task,
+                        encoder,
+                        args.loss,
+                        counts[label],
+                        seed,
+                        replace(sizes, bandwidth=bandwidth),
+                    )
+                    setting["bandwidth"] = bandwidth
+                    key = (
+                        label
+                        if bandwidth is None
+                        else f"{label}, bandwidth {bandwidth:g}"
+                    )
+                    run["settings"][key] = setting
+                    rows.extend(table_rows(name, seed, setting))
+                    print(
+                        format_table(HEADER, table_rows(name, seed, setting)),
+                        flush=True,
+                    )
             runs.append(run)
     print("\nAll figures:")
-    print(
-        format_table(
-            ["data", "seed", "m (fit)", "check", "figure", "value", "target"], rows
-        )
-    )
+    print(format_table(HEADER, rows))
     write_json(
         output,
         {

@@ -33,11 +33,13 @@ def run(
     fit: str,
     seed: int,
     normalized: bool = True,
+    bandwidth: float | None = None,
 ) -> dict[str, Any]:
     """Compares the trained and re-initialised encoders' scores on x."""
     surrogate = build_surrogate(
         reinitialised.eval(), data, landmarks=expansion.landmarks, seed=seed,
-        fit=fit, normalized=normalized, progress=False,  # type: ignore[arg-type]
+        fit=fit, normalized=normalized, bandwidth=bandwidth,  # type: ignore[arg-type]
+        progress=False,
     )  # fmt: skip
     other = LandmarkExpansion(surrogate, inputs=x, seed=seed)
     with torch.no_grad():

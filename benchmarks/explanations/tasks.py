@@ -38,7 +38,8 @@ from lightly_krepes.data import select_indices
 class Sizes:
     """How much data every run uses and how it is audited (``--quick`` shrinks it).
 
-    ``normalized`` is ``build_surrogate``'s (``--unnormalized`` sets it False).
+    ``normalized`` and ``bandwidth`` are ``build_surrogate``'s (``--unnormalized``,
+    one of ``--bandwidths`` per setting).
     """
 
     train: int = 10_000
@@ -53,6 +54,7 @@ class Sizes:
     lds_subsets: int = 50
     counterfactual_subsets: int = 128
     normalized: bool = True
+    bandwidth: float | None = None
 
 
 @dataclass
@@ -221,6 +223,7 @@ def audit_task(
         seed=seed,
         fit=fit,  # type: ignore[arg-type]
         normalized=sizes.normalized,
+        bandwidth=sizes.bandwidth,
         progress=False,
     )
     seconds["build_surrogate"] = time.perf_counter() - t0

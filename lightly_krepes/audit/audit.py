@@ -674,6 +674,7 @@ def audit_encoder(
     output: Literal["pntk", "trace"] = "pntk",
     num_probes: int | None = None,
     normalized: bool = True,
+    bandwidth: float | None = None,
     landmark_method: LandmarkMethod = "rpcholesky",
     pool_size: int | None = None,
     rank: int | None = None,
@@ -733,6 +734,7 @@ def audit_encoder(
             :class:`~lightly_krepes.kernels.EmpiricalNTK`.
         num_probes: Hutchinson probes for ``output="trace"``.
         normalized: Cosine-normalise the kernel.
+        bandwidth: A local surrogate (:func:`build_surrogate`); None: the eNTK.
         landmark_method: Landmark selection method.
         pool_size: Number of samples the landmarks are selected from (None: all).
         rank: Nyström rank (None: all eigenpairs above the cut-off).
@@ -801,6 +803,7 @@ def audit_encoder(
         output=output,
         num_probes=num_probes,
         normalized=normalized,
+        bandwidth=bandwidth,
         landmark_method=landmark_method,
         pool_size=pool_size,
         rank=rank,

@@ -24,7 +24,13 @@ from lightly_krepes._seeding import seeded
 from lightly_krepes._validation import check_positive, check_samples
 from lightly_krepes.backbone import KernelBackbone
 from lightly_krepes.backbone.kernel_backbone import LandmarkMethod
-from lightly_krepes.kernels import EmpiricalNTK, Kernel, Normalized
+from lightly_krepes.kernels import (
+    EmpiricalNTK,
+    InducedRBF,
+    Kernel,
+    Normalized,
+    median_lengthscale,
+)
 from lightly_krepes.landmarks import select_landmarks
 
 FitMethod = Literal["ridge", "pc"]
@@ -495,6 +501,8 @@ class SurrogateFit:
         selected: Whether the landmarks were selected from the data.
         options: Keyword arguments of :class:`KernelBackbone` used (rank,
             rcond, bias and any extra ones).
+        lengthscale: The :class:`~lightly_krepes.kernels.InducedRBF` length scale
+            that ``bandwidth`` resolved to, None for the eNTK itself.
     """
 
     method: FitMethod
@@ -506,6 +514,7 @@ class SurrogateFit:
     num_fit_samples: int
     selected: bool
     options: dict[str, Any] = field(default_factory=dict)
+    lengthscale: float | None = None
 
     @staticmethod
     def of(backbone: KernelBackbone) -> SurrogateFit | None:
@@ -525,6 +534,10 @@ def _build_kernel(
         encoder, output=output, num_probes=num_probes, seed=seed
     )
     return Normalized(kernel) if normalized else kernel
+
+
+# Rows of the seeded pool on which the median distance is taken (300 x 300 pairs).
+_MEDIAN_ROWS = 600
 
 
 def _resolve_out_dim(
@@ -612,6 +625,7 @@ def build_surrogate(
     output: Literal["pntk", "trace"] = "pntk",
     num_probes: int | None = None,
     normalized: bool = True,
+    bandwidth: float | None = None,
     landmark_method: LandmarkMethod = "rpcholesky",
     pool_size: int | None = None,
     rank: int | None = None,
@@ -624,7 +638,9 @@ def build_surrogate(
     """Builds the eNTK kernel surrogate of a frozen encoder, before the audit step.
 
     1. The empirical NTK of ``encoder`` (pseudo-NTK by default, cosine
-       normalised unless ``normalized=False``).
+       normalised unless ``normalized=False``); with ``bandwidth``, the
+       Gaussian kernel of its feature-space distance
+       (:class:`~lightly_krepes.kernels.InducedRBF`), a local surrogate.
     2. Landmarks: ``landmarks`` if given, else ``num_landmarks`` selected from a
        seeded pool of ``data`` (randomly pivoted Cholesky by default); their
        positions in ``data`` are kept in ``backbone.landmark_indices``.
@@ -673,6 +689,13 @@ def build_surrogate(
             :class:`~lightly_krepes.kernels.EmpiricalNTK`.
         num_probes: Hutchinson probes for ``output="trace"``.
         normalized: Cosine-normalise the kernel.
+        bandwidth: None (default) uses the eNTK itself. A positive value wraps
+            it in :class:`~lightly_krepes.kernels.InducedRBF` with squared length
+            scale ``bandwidth`` times the median heuristic on the first 600 pool
+            rows (:func:`~lightly_krepes.kernels.median_lengthscale`; recorded in
+            ``SurrogateFit.lengthscale``). Smaller is more local: the landmark
+            terms cancel less and the top landmark shares x's class more
+            often, at some cost in fidelity (``docs/auditing.md``).
         landmark_method: Landmark selection method.
         pool_size: Number of samples of ``data`` read (None: all).
         rank: Nyström rank (None: all eigenpairs above the cut-off).
@@ -710,6 +733,8 @@ def build_surrogate(
     _check_count(num_landmarks, "num_landmarks")
     _check_count(out_dim, "out_dim")
     _check_count(batch_size, "batch_size")
+    if bandwidth is not None:
+        check_positive(bandwidth, "bandwidth")
     if penalty is not None:
         check_positive(penalty, "penalty")
         if fit != "ridge":
@@ -724,9 +749,19 @@ def build_surrogate(
     kernel = _build_kernel(encoder, output, num_probes, normalized, seed)
     pool: Tensor | None = None
     pool_indices: Tensor | None = None
-    if landmarks is None or fit == "ridge":
+    if landmarks is None or fit == "ridge" or bandwidth is not None:
         with seeded(seed):
             pool, pool_indices = collect_pool(data, pool_size, seed)
+    lengthscale = None
+    if bandwidth is not None:
+        assert pool is not None
+        if len(pool) < 2:
+            raise ValueError(
+                f"bandwidth needs at least 2 samples of data for the median "
+                f"heuristic, got {len(pool)}."
+            )
+        lengthscale = median_lengthscale(kernel, pool[:_MEDIAN_ROWS], bandwidth)
+        kernel = InducedRBF(kernel, lengthscale)
     sample = landmarks if landmarks is not None else pool
     assert sample is not None
     encoder_dim = int(_encoder_outputs(encoder, sample[:1], 1, False).shape[1])
@@ -782,6 +817,7 @@ def build_surrogate(
         num_fit_samples=0 if pool is None or fit == "pc" else len(pool),
         selected=landmark_indices is not None,
         options=options,
+        lengthscale=lengthscale,
     )
     # A plain attribute, not a buffer: it is metadata of the construction and
     # must not change the backbone's state dict.

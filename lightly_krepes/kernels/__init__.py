@@ -7,6 +7,7 @@ from lightly_krepes.kernels.base import FeatureKernel, Kernel
 from lightly_krepes.kernels.classic import RBF, Laplace, Linear, Polynomial
 from lightly_krepes.kernels.entk import EmpiricalNTK
 from lightly_krepes.kernels.features import Factor, KernelFeatures
+from lightly_krepes.kernels.induced_rbf import InducedRBF, median_lengthscale
 from lightly_krepes.kernels.normalized import Normalized
 
 __all__ = [
@@ -14,10 +15,12 @@ __all__ = [
     "EmpiricalNTK",
     "Factor",
     "FeatureKernel",
+    "InducedRBF",
     "Kernel",
     "KernelFeatures",
     "Laplace",
     "Linear",
     "Normalized",
     "Polynomial",
+    "median_lengthscale",
 ]

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -118,6 +119,21 @@ class Kernel(nn.Module, ABC):
             for bi in range(len(starts))
         ]
         return torch.cat(rows, dim=0)
+
+    def against(self, fixed: Tensor) -> Callable[[Tensor], Tensor]:
+        """``x -> k(x, fixed)`` for many batches against one fixed set.
+
+        Kernels that can compute ``fixed``'s side once override this
+        (:class:`~lightly_krepes.kernels.InducedRBF`); Nyström calls it for its
+        landmarks.
+
+        Args:
+            fixed: Tensor (m, ...), e.g. landmarks; no gradient flows to it.
+
+        Returns:
+            A function from a validated batch (n, ...) to its rows (n, m).
+        """
+        return lambda x: self._cross_gram(x, fixed)
 
     @property
     def has_features(self) -> bool:

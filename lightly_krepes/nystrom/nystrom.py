@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +121,7 @@ class Nystrom(nn.Module):
         self.rcond = default_rcond(m, landmarks.dtype) if rcond is None else rcond
         self.register_buffer("landmarks", landmarks.detach().clone())
         self._landmark_side: _LandmarkSide | None = None
+        self._landmark_rows: Callable[[Tensor], Tensor] | None = None
         eigenvalues, projection = self._fit()
         self.register_buffer("eigenvalues", eigenvalues)
         self.register_buffer("projection", projection)
@@ -186,9 +187,24 @@ class Nystrom(nn.Module):
             self._landmark_side = self._fold(self._landmark_features(), self.projection)
         return self._landmark_side
 
+    def _rows(self) -> Callable[[Tensor], Tensor]:
+        # Kernels without features: k(., landmarks) with the landmark side computed
+        # once where the kernel can (Kernel.against).
+        if self._landmark_rows is None:
+            self._landmark_rows = self.kernel.against(self.landmarks)
+        return self._landmark_rows
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The row function is derived state, and a closure: a copy or a pickle
+        # rebuilds its own instead of sharing (or failing on) this one's.
+        state = self.__dict__.copy()
+        state["_landmark_rows"] = None
+        return state
+
     def _apply(self, fn: Any, recurse: bool = True) -> Nystrom:
         # Derived landmark state is rebuilt on the new device/dtype when next needed.
         self._landmark_side = None
+        self._landmark_rows = None
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
         return self
 
@@ -210,6 +226,7 @@ class Nystrom(nn.Module):
             if isinstance(saved, Tensor) and saved.shape != current.shape:
                 setattr(self, name, current.new_empty(saved.shape))
         self._landmark_side = None
+        self._landmark_rows = None
         super()._load_from_state_dict(
             state_dict,
             prefix,
@@ -253,7 +270,9 @@ class Nystrom(nn.Module):
                     for i in range(0, x.shape[0], c)
                 ]
             )
-        return self.kernel(x, self.landmarks)
+        rows = self._rows()
+        c = self.kernel.chunk_size
+        return torch.cat([rows(x[i : i + c]) for i in range(0, x.shape[0], c)])
 
     def __call__(self, x: Tensor) -> Tensor:
         # Typed wrapper around nn.Module.__call__ (hooks still run).
@@ -276,12 +295,9 @@ class Nystrom(nn.Module):
             # for 20,000 x 1,024 RBF rows). The inputs were checked above.
             m = self.num_landmarks
             c = min(self.kernel.chunk_size, max(256, (1 << 21) // m))
+            rows = self._rows()
             return torch.cat(
-                [
-                    self.kernel._cross_gram(x[i : i + c], self.landmarks)
-                    @ self.projection
-                    for i in range(0, x.shape[0], c)
-                ]
+                [rows(x[i : i + c]) @ self.projection for i in range(0, x.shape[0], c)]
             )
         assert isinstance(self.kernel, FeatureKernel)
         side = self._side()

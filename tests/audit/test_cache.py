@@ -39,9 +39,13 @@ def _views(x: Tensor) -> list[Tensor]:
 
 
 @functools.cache
-def _setup(fit: FitMethod) -> tuple[KernelBackbone, AuditCache]:
+def _setup(
+    fit: FitMethod, bandwidth: float | None = None
+) -> tuple[KernelBackbone, AuditCache]:
     x = _data()
-    surrogate = build_surrogate(_mlp(), x, num_landmarks=20, fit=fit, progress=False)
+    surrogate = build_surrogate(
+        _mlp(), x, num_landmarks=20, fit=fit, bandwidth=bandwidth, progress=False
+    )
     cache = AuditCache(
         surrogate,
         NTXentLoss(),
@@ -55,12 +59,21 @@ def _setup(fit: FitMethod) -> tuple[KernelBackbone, AuditCache]:
 
 
 def _rebuilt(
-    landmarks: Tensor, fit: FitMethod, penalty: float | None
+    landmarks: Tensor,
+    fit: FitMethod,
+    penalty: float | None,
+    bandwidth: float | None = None,
 ) -> tuple[KernelBackbone, Tensor, Tensor]:
     """The slow path: a fresh surrogate on the landmarks and its audit."""
     x = _data()
     surrogate = build_surrogate(
-        _mlp(), x, landmarks=landmarks, fit=fit, penalty=penalty, progress=False
+        _mlp(),
+        x,
+        landmarks=landmarks,
+        fit=fit,
+        penalty=penalty,
+        bandwidth=bandwidth,
+        progress=False,
     )
     result = audit(
         surrogate,
@@ -75,16 +88,25 @@ def _rebuilt(
 
 
 class TestAuditRefit:
-    @pytest.mark.parametrize("fit", ["ridge", "pc"])
-    def test_audit_refit__equals_full_construction(self, fit: FitMethod) -> None:
-        surrogate, cache = _setup(fit)
+    @pytest.mark.parametrize(
+        ("fit", "bandwidth"),
+        [("ridge", None), ("pc", None), ("ridge", 0.5), ("pc", 0.5)],
+    )
+    def test_audit_refit__equals_full_construction(
+        self, fit: FitMethod, bandwidth: float | None
+    ) -> None:
+        # With a bandwidth the refit's kernel (an InducedRBF) is rebuilt with the
+        # same length scale, so the cached path still equals the slow one.
+        surrogate, cache = _setup(fit, bandwidth)
         keep = torch.tensor([3, 0, 17, 5, 9, 11, 12, 14, 19, 7, 2, 8])
         refit = audit_refit(cache, keep, damping=DAMPING)
         record = SurrogateFit.of(surrogate)
         assert record is not None
         penalty = None if record.ridge is None else record.ridge.penalty
         assert refit.penalty == penalty
-        rebuilt, before, after = _rebuilt(surrogate.landmarks[keep], fit, penalty)
+        rebuilt, before, after = _rebuilt(
+            surrogate.landmarks[keep], fit, penalty, bandwidth
+        )
         rows = cache.kernel_rows(_data())
         assert refit.weights.shape == (12, 4)
         torch.testing.assert_close(

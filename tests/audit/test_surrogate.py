@@ -19,7 +19,7 @@ from lightly_krepes.audit import (
 )
 from lightly_krepes.audit.surrogate import PENALTY_GRID
 from lightly_krepes.backbone import KernelBackbone
-from lightly_krepes.kernels import RBF
+from lightly_krepes.kernels import RBF, InducedRBF, Normalized, median_lengthscale
 
 
 def _mlp(out: int = 4) -> nn.Module:
@@ -208,8 +208,41 @@ class TestBuildSurrogate:
         assert surrogate.nystrom.num_landmarks == 80
         assert surrogate.out_dim == 40
 
+    def test_build_surrogate__bandwidth_builds_a_local_surrogate(self) -> None:
+        encoder, x = _mlp(), _data()
+        local = build_surrogate(
+            encoder, x, num_landmarks=24, bandwidth=0.5, progress=False
+        )
+        kernel = local.nystrom.kernel
+        assert isinstance(kernel, InducedRBF)
+        assert isinstance(kernel.kernel, Normalized)
+        expected = median_lengthscale(kernel.kernel, x, scale=0.5)
+        record = SurrogateFit.of(local)
+        assert record is not None and record.lengthscale == pytest.approx(expected)
+        assert kernel.lengthscale == pytest.approx(expected)
+        # A monotone function of the eNTK it wraps, and the ridge fit still
+        # follows the encoder.
+        plain = build_surrogate(encoder, x, num_landmarks=24, progress=False)
+        assert record.ridge is not None and record.ridge.r2 > 0.9
+        with torch.no_grad():
+            cosine = plain.nystrom.kernel(x[:20], x[20:40])
+            torch.testing.assert_close(
+                kernel(x[:20], x[20:40]), torch.exp((cosine - 1) / expected**2)
+            )
+        # A refit on its landmarks repeats the construction, lengthscale included.
+        again = build_surrogate(
+            encoder, x, landmarks=local.landmarks, bandwidth=0.5, progress=False
+        )
+        again_record = SurrogateFit.of(again)
+        assert again_record is not None
+        assert again_record.lengthscale == record.lengthscale
+        torch.testing.assert_close(again(x), local(x))
+
     def test_build_surrogate__rejects_bad_input(self) -> None:
         encoder, x = _mlp(), _data()
+        for bad in (0.0, -1.0, float("nan")):
+            with pytest.raises(ValueError, match="bandwidth"):
+                build_surrogate(encoder, x, bandwidth=bad, progress=False)
         with pytest.raises(ValueError, match="fit"):
             build_surrogate(encoder, x, fit="kpca", progress=False)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="penalty"):
