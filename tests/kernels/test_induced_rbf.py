@@ -112,6 +112,12 @@ class TestInducedRBFNystrom:
         x = _data(3, 11, 3)
         torch.testing.assert_close(nystrom.landmark_kernel(x), kernel(x, landmarks))
 
+    def test_forward__input_gradients_match_finite_differences(self) -> None:
+        # Captum's gradient methods differentiate the map through the eNTK.
+        nystrom = Nystrom(InducedRBF(Normalized(_entk()), 0.7), _data(2, 8, 3))
+        x = _data(5, 3, 3).requires_grad_()
+        assert torch.autograd.gradcheck(nystrom, (x,))
+
     def test_deepcopy_and_state_dict__keep_outputs(self) -> None:
         nystrom = Nystrom(InducedRBF(Normalized(_entk()), 0.5), _data(2, 10, 3))
         x = _data(3, 6, 3)
