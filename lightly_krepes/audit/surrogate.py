@@ -694,8 +694,8 @@ def build_surrogate(
             scale ``bandwidth`` times the median heuristic on the first 600 pool
             rows (:func:`~lightly_krepes.kernels.median_lengthscale`; recorded in
             ``SurrogateFit.lengthscale``). Smaller is more local: the landmark
-            terms cancel less and the top landmark shares x's class more
-            often, at some cost in fidelity (``docs/auditing.md``).
+            terms cancel less and deleting x's top terms is more selective, at
+            some cost in fidelity (``docs/auditing.md``, "A local surrogate").
         landmark_method: Landmark selection method.
         pool_size: Number of samples of ``data`` read (None: all).
         rank: Nyström rank (None: all eigenpairs above the cut-off).
@@ -755,11 +755,6 @@ def build_surrogate(
     lengthscale = None
     if bandwidth is not None:
         assert pool is not None
-        if len(pool) < 2:
-            raise ValueError(
-                f"bandwidth needs at least 2 samples of data for the median "
-                f"heuristic, got {len(pool)}."
-            )
         lengthscale = median_lengthscale(kernel, pool[:_MEDIAN_ROWS], bandwidth)
         kernel = InducedRBF(kernel, lengthscale)
     sample = landmarks if landmarks is not None else pool
