@@ -88,12 +88,11 @@ class InducedRBF(Kernel):
 
     def _rows(self, x1: Tensor, right: list[_Side]) -> Tensor:
         c = self.chunk_size
-        return torch.cat(
-            [
-                torch.cat([self._block(self._side(x1[i : i + c]), r) for r in right], 1)
-                for i in range(0, x1.shape[0], c)
-            ]
-        )
+        rows = []
+        for i in range(0, x1.shape[0], c):
+            left = self._side(x1[i : i + c])  # once per chunk, not per right block
+            rows.append(torch.cat([self._block(left, r) for r in right], 1))
+        return torch.cat(rows)
 
     def _cross_gram(self, x1: Tensor, x2: Tensor) -> Tensor:
         # The right-hand side's features are computed once, not once per row chunk.

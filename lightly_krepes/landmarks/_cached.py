@@ -3,7 +3,8 @@
 Landmark selection asks for many kernel columns of the same candidates. For feature
 kernels (the empirical NTK) each call would recompute the candidates' features (a
 forward and backward pass over the pool); caching them turns every column into one
-contraction.
+contraction. An :class:`~lightly_krepes.kernels.InducedRBF` of a feature kernel
+needs only the wrapped kernel's values, so it runs on the same cache.
 
 - [0] KREPES, 2025, arXiv 2509.24467
 """
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from lightly_krepes.kernels.base import FeatureKernel, Kernel
 from lightly_krepes.kernels.features import KernelFeatures
+from lightly_krepes.kernels.induced_rbf import InducedRBF
 
 DEFAULT_CACHE_BYTES = 2 * 1024**3
 """Largest feature cache built for landmark selection (2 GiB)."""
@@ -79,3 +81,27 @@ class CachedFeatureKernel(Kernel):
 
     def _diag(self, x: Tensor) -> Tensor:
         return self.features.index(x[:, 0].long()).sqnorms()
+
+
+def cache_on_candidates(
+    kernel: Kernel, x: Tensor, max_bytes: int = DEFAULT_CACHE_BYTES
+) -> tuple[Tensor, Kernel] | None:
+    """``kernel`` on the positions of the candidates ``x``, features computed once.
+
+    Args:
+        kernel: The kernel.
+        x: Candidates, shape (n, ...).
+        max_bytes: Memory budget of the cache.
+
+    Returns:
+        ``(positions, cached kernel)`` with positions of shape (n, 1), or None when
+        nothing can be cached (see :meth:`CachedFeatureKernel.build`).
+    """
+    if isinstance(kernel, InducedRBF):
+        inner = cache_on_candidates(kernel.kernel, x, max_bytes)
+        if inner is None:
+            return None
+        positions, cached = inner
+        return positions, InducedRBF(cached, kernel.lengthscale)
+    built = CachedFeatureKernel.build(kernel, x, max_bytes)
+    return None if built is None else (built.positions(), built)

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from lightly_krepes._inputs import gather, is_map_style, pool_indices
 from lightly_krepes._validation import check_samples
 from lightly_krepes.kernels.base import Kernel
-from lightly_krepes.landmarks._cached import CachedFeatureKernel
+from lightly_krepes.landmarks._cached import cache_on_candidates
 from lightly_krepes.landmarks._checks import (
     check_block_size,
     check_kernel,
@@ -148,9 +148,9 @@ def select_landmarks(
         candidates = gather(x, pool, name="x")
         if device is not None:
             candidates = candidates.to(device)
-        cached = CachedFeatureKernel.build(kernel, candidates)
+        cached = cache_on_candidates(kernel, candidates)
         if cached is not None:
-            candidates, kernel = cached.positions(), cached
+            candidates, kernel = cached
         if method == "rpcholesky":
             local = rpcholesky_landmarks(
                 candidates,

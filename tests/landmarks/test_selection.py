@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from lightly_krepes.kernels import RBF, Linear
+from lightly_krepes.kernels import RBF, InducedRBF, Linear
 from lightly_krepes.landmarks import LANDMARK_METHODS, select_landmarks
 
 
@@ -170,6 +170,17 @@ class TestSelectLandmarks:
         x = _data(0, 30).requires_grad_()
         indices = select_landmarks(x, RBF(), 4)
         assert not indices.requires_grad
+
+    @pytest.mark.parametrize("method", ["rpcholesky", "kmeans++", "leverage"])
+    def test_select_landmarks__induced_rbf_on_cached_features(
+        self, method: str
+    ) -> None:
+        # InducedRBF(Linear()) is RBF, selected through the wrapped kernel's cached
+        # features instead of recomputed ones: the same landmarks.
+        x = _data(0, 60, 4).double()
+        cached = select_landmarks(x, InducedRBF(Linear(), 1.5), 12, method=method)
+        direct = select_landmarks(x, RBF(1.5), 12, method=method)
+        assert torch.equal(cached, direct)
 
     @pytest.mark.parametrize(
         ("x", "kwargs", "error", "match"),
