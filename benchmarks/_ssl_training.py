@@ -43,7 +43,13 @@ from lightly_krepes.data import (
     select_indices,
 )
 from lightly_krepes.evaluation import extract_features, linear_probe, surrogate_fidelity
-from lightly_krepes.kernels import EmpiricalNTK, Kernel, Normalized
+from lightly_krepes.kernels import (
+    EmpiricalNTK,
+    InducedRBF,
+    Kernel,
+    Normalized,
+    median_lengthscale,
+)
 from lightly_krepes.landmarks import select_landmarks
 from lightly_krepes.loss import SpectralContrastiveLoss
 from lightly_krepes.nystrom import Nystrom
@@ -688,6 +694,7 @@ def build_entk_backbone(
     rcond: float | None = None,
     normalized: bool = False,
     ridge: float = DEFAULT_RIDGE,
+    bandwidth: float | None = None,
 ) -> KernelBuild:
     """``KernelBackbone`` on the pNTK of ``network`` (eval mode) with RPCholesky.
 
@@ -698,13 +705,19 @@ def build_entk_backbone(
     the rank; for a linear probe nothing is lost, since with ``A = [I 0]`` the
     representation is then the whole Nyström feature map. ``normalized`` wraps the
     pNTK in ``Normalized`` (cosine normalisation). ``ridge`` is the backbone's
-    preconditioner ridge.
+    preconditioner ridge. ``bandwidth`` wraps the normalised pNTK in ``InducedRBF``
+    at that multiple of the median heuristic on 600 seeded pool rows, as
+    ``build_surrogate(bandwidth=...)`` does.
     """
     t0 = time.perf_counter()
     kernel: Kernel = EmpiricalNTK(copy.deepcopy(network).eval().to(dtype))
-    if normalized:
+    if normalized or bandwidth is not None:
         kernel = Normalized(kernel)
     candidates = pool.to(dtype)
+    if bandwidth is not None:
+        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+        sample = candidates[order[:600]]
+        kernel = InducedRBF(kernel, median_lengthscale(kernel, sample, bandwidth))
     t1 = time.perf_counter()
     indices = select_landmarks(
         candidates,

@@ -6,6 +6,7 @@ Run from the repository root::
     python benchmarks/training [--quick] [--datasets fmnist,cifar10]
         [--losses simclr,vicreg,barlowtwins,byol,spectral] [--budget-seconds 120]
         [--kernel-lr 0.06] [--deep-lr 0.06] [--held-out 0.1] [--min-scale 0.5]
+        [--bandwidth 1]
         [--output benchmarks/results/training.json]
 
 Modules: ``methods.py`` (Lightly heads and losses, the budgeted SGD loop shared by
@@ -113,6 +114,9 @@ class Config:
     held_out: float = 0.0
     # The random-resized-crop's smallest area for both models; None: MIN_SCALE.
     min_scale: float | None = None
+    # build_surrogate's meaning: the kernel model on InducedRBF of the normalised
+    # eNTK at this multiple of the median heuristic; None: the eNTK itself.
+    bandwidth: float | None = None
     pool_size: int | None = 5_000
     train_size: int | None = 20_000
     test_size: int | None = 5_000
@@ -177,6 +181,7 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
         cfg.seed,
         cfg.pool_size,
         ridge=cfg.ridge,
+        bandwidth=cfg.bandwidth,
     )
     backbone = build.backbone
     # The probes' inputs are fixed: their kernel coordinates are computed once and
@@ -410,6 +415,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         help="smallest crop area of both models' views (default: 0.2 Fashion-MNIST, "
         "0.08 CIFAR-10)",
     )
+    add(
+        "--bandwidth",
+        type=float,
+        default=None,
+        help="kernel model on InducedRBF of the normalised eNTK at this multiple of "
+        "the median heuristic (default: the eNTK itself)",
+    )
     add("--pool-size", type=int, default=Config.pool_size)
     add("--train-size", type=int, default=Config.train_size)
     add("--test-size", type=int, default=Config.test_size)
@@ -445,6 +457,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         num_views=args.num_views,
         held_out=args.held_out,
         min_scale=args.min_scale,
+        bandwidth=args.bandwidth,
         pool_size=args.pool_size,
         train_size=args.train_size,
         test_size=args.test_size,
@@ -459,6 +472,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         parser.error(f"--held-out must lie in [0, 1), got {args.held_out}")
     if args.min_scale is not None and not 0 < args.min_scale <= 1:
         parser.error(f"--min-scale must lie in (0, 1], got {args.min_scale}")
+    if args.bandwidth is not None and not 0 < args.bandwidth < math.inf:
+        parser.error(f"--bandwidth must be a positive number, got {args.bandwidth}")
     if args.quick:
         cfg = cfg.shrunk()
     name = "training_quick.json" if args.quick else "training.json"
