@@ -706,8 +706,9 @@ def build_entk_backbone(
     representation is then the whole Nyström feature map. ``normalized`` wraps the
     pNTK in ``Normalized`` (cosine normalisation). ``ridge`` is the backbone's
     preconditioner ridge. ``bandwidth`` wraps the normalised pNTK in ``InducedRBF``
-    at that multiple of the median heuristic on 600 seeded pool rows, as
-    ``build_surrogate(bandwidth=...)`` does.
+    at that multiple of the median heuristic on 600 seeded random pool rows (the
+    kernel of ``build_surrogate(bandwidth=...)``, which takes the first 600 rows of
+    its own seeded pool).
     """
     t0 = time.perf_counter()
     kernel: Kernel = EmpiricalNTK(copy.deepcopy(network).eval().to(dtype))
