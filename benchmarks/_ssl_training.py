@@ -48,6 +48,7 @@ from lightly_krepes.kernels import (
     InducedRBF,
     Kernel,
     Normalized,
+    PatchKernel,
     median_lengthscale,
 )
 from lightly_krepes.landmarks import select_landmarks
@@ -695,6 +696,7 @@ def build_entk_backbone(
     normalized: bool = False,
     ridge: float = DEFAULT_RIDGE,
     bandwidth: float | None = None,
+    patches: bool = False,
 ) -> KernelBuild:
     """``KernelBackbone`` on the pNTK of ``network`` (eval mode) with RPCholesky.
 
@@ -708,10 +710,16 @@ def build_entk_backbone(
     preconditioner ridge. ``bandwidth`` wraps the normalised pNTK in ``InducedRBF``
     at that multiple of the median heuristic on 600 seeded random pool rows (the
     kernel of ``build_surrogate(bandwidth=...)``, which takes the first 600 rows of
-    its own seeded pool).
+    its own seeded pool). ``patches`` replaces the pNTK by
+    ``PatchKernel.from_data(pool)`` (its defaults, seeded; ``network`` unused), a
+    classic convolutional kernel; ``normalized`` and ``bandwidth`` then wrap it.
     """
     t0 = time.perf_counter()
-    kernel: Kernel = EmpiricalNTK(copy.deepcopy(network).eval().to(dtype))
+    kernel: Kernel
+    if patches:
+        kernel = PatchKernel.from_data(pool.to(dtype), seed=seed)
+    else:
+        kernel = EmpiricalNTK(copy.deepcopy(network).eval().to(dtype))
     if normalized or bandwidth is not None:
         kernel = Normalized(kernel)
     candidates = pool.to(dtype)

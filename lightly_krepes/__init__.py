@@ -61,6 +61,7 @@ from lightly_krepes.kernels import (
     Laplace,
     Linear,
     Normalized,
+    PatchKernel,
     Polynomial,
 )
 from lightly_krepes.landmarks import select_landmarks
@@ -105,6 +106,7 @@ __all__ = [
     "Normalized",
     "Nystrom",
     "OwnDirection",
+    "PatchKernel",
     "Polynomial",
     "RepresenterInfluence",
     "RidgeRefit",

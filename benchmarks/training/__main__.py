@@ -6,7 +6,7 @@ Run from the repository root::
     python benchmarks/training [--quick] [--datasets fmnist,cifar10]
         [--losses simclr,vicreg,barlowtwins,byol,spectral] [--budget-seconds 120]
         [--kernel-lr 0.06] [--deep-lr 0.06] [--held-out 0.1] [--min-scale 0.5]
-        [--bandwidth 1]
+        [--bandwidth 1] [--kernel entk|patches]
         [--output benchmarks/results/training.json]
 
 Modules: ``methods.py`` (Lightly heads and losses, the budgeted SGD loop shared by
@@ -117,6 +117,7 @@ class Config:
     # build_surrogate's meaning: the kernel model on InducedRBF of the normalised
     # eNTK at this multiple of the median heuristic; None: the eNTK itself.
     bandwidth: float | None = None
+    kernel: str = "entk"
     pool_size: int | None = 5_000
     train_size: int | None = 20_000
     test_size: int | None = 5_000
@@ -182,6 +183,7 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
         cfg.pool_size,
         ridge=cfg.ridge,
         bandwidth=cfg.bandwidth,
+        patches=cfg.kernel == "patches",
     )
     backbone = build.backbone
     # The probes' inputs are fixed: their kernel coordinates are computed once and
@@ -419,8 +421,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         "--bandwidth",
         type=float,
         default=None,
-        help="kernel model on InducedRBF of the normalised eNTK at this multiple of "
-        "the median heuristic (default: the eNTK itself)",
+        help="kernel model on InducedRBF of the normalised kernel (--kernel) at this "
+        "multiple of the median heuristic (default: the kernel itself)",
+    )
+    add(
+        "--kernel",
+        choices=("entk", "patches"),
+        default="entk",
+        help="the kernel model's kernel: the untrained CNN's eNTK (default) or "
+        "PatchKernel.from_data on the pool (whitened-patch features, Coates et al.)",
     )
     add("--pool-size", type=int, default=Config.pool_size)
     add("--train-size", type=int, default=Config.train_size)
@@ -458,6 +467,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         held_out=args.held_out,
         min_scale=args.min_scale,
         bandwidth=args.bandwidth,
+        kernel=args.kernel,
         pool_size=args.pool_size,
         train_size=args.train_size,
         test_size=args.test_size,

@@ -9,6 +9,7 @@ from lightly_krepes.kernels.entk import EmpiricalNTK
 from lightly_krepes.kernels.features import Factor, KernelFeatures
 from lightly_krepes.kernels.induced_rbf import InducedRBF, median_lengthscale
 from lightly_krepes.kernels.normalized import Normalized
+from lightly_krepes.kernels.patches import PatchKernel
 
 __all__ = [
     "RBF",
@@ -21,6 +22,7 @@ __all__ = [
     "Laplace",
     "Linear",
     "Normalized",
+    "PatchKernel",
     "Polynomial",
     "median_lengthscale",
 ]
