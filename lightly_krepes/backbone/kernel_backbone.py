@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -190,7 +191,9 @@ class KernelBackbone(nn.Module):
 
         The landmarks, Nyström buffers and weights all live in the state dict (load
         it with ``torch.load(path, weights_only=True)``); only the kernel (for an
-        eNTK: the frozen network) has to be given again.
+        eNTK: the frozen network) has to be given again. Buffers the kernel saved
+        (an eNTK's network weights, a ``PatchKernel``'s filters) are loaded into a
+        copy of it, so a kernel of the same structure is enough.
 
         Args:
             kernel: The kernel the backbone was built with.
@@ -218,6 +221,24 @@ class KernelBackbone(nn.Module):
                 f"state_dict lacks {missing}; pass KernelBackbone.state_dict() of a "
                 f"saved backbone."
             )
+        prefix = "nystrom.kernel."
+        saved_kernel = {
+            key[len(prefix) :]: value
+            for key, value in state_dict.items()
+            if key.startswith(prefix)
+        }
+        if saved_kernel:
+            # The kernel's own buffers (a PatchKernel's filters, an eNTK's frozen
+            # weights) are saved too: a kernel of the same structure restores them.
+            kernel = copy.deepcopy(kernel)
+            try:
+                kernel.load_state_dict(saved_kernel)
+            except RuntimeError as error:
+                raise ValueError(
+                    "The saved kernel's buffers do not fit the kernel given "
+                    f"({type(kernel).__name__}): {error} Pass a kernel built like "
+                    "the saved one (same class and shapes)."
+                ) from error
         weight = state_dict["linear.weight"]
         backbone = cls(
             kernel,

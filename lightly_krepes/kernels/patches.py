@@ -61,11 +61,14 @@ def _sample_patches(
     top = torch.randint(rows, (num_patches,), generator=generator)
     left = torch.randint(cols, (num_patches,), generator=generator)
     offsets = torch.arange(patch_size)
-    r = (top[:, None] + offsets)[:, :, None]  # (p, k, 1)
-    c = (left[:, None] + offsets)[:, None, :]  # (p, 1, k)
-    picked = images[which]  # (p, C, H, W)
-    patches = picked[torch.arange(num_patches)[:, None, None], :, r, c]  # (p, k, k, C)
-    return patches.permute(0, 3, 1, 2).reshape(num_patches, -1)
+    # Index the patches directly: gathering whole images first would hold
+    # num_patches images in memory.
+    r = (top[:, None] + offsets)[:, None, :, None]  # (p, 1, k, 1)
+    c = (left[:, None] + offsets)[:, None, None, :]  # (p, 1, 1, k)
+    channel = torch.arange(images.shape[1])[None, :, None, None]  # (1, C, 1, 1)
+    index = [t.to(images.device) for t in (which[:, None, None, None], channel, r, c)]
+    patches = images[tuple(index)]  # (p, C, k, k)
+    return patches.reshape(num_patches, -1)
 
 
 class PatchKernel(FeatureKernel):

@@ -109,6 +109,20 @@ class TestPatchKernel:
         restored = PatchKernel(torch.zeros_like(kernel.filters), grid=kernel.grid)
         restored.load_state_dict(torch.load(buffer, weights_only=True))
         torch.testing.assert_close(restored(images[:3]), kernel(images[:3]))
+        # A backbone restores with a kernel of the same shape: the filters are saved.
+        buffer = io.BytesIO()
+        torch.save(backbone.state_dict(), buffer)
+        buffer.seek(0)
+        again = KernelBackbone.from_state_dict(
+            PatchKernel(torch.zeros_like(kernel.filters), grid=kernel.grid),
+            torch.load(buffer, weights_only=True),
+        )
+        torch.testing.assert_close(again(images[:5]), backbone(images[:5]))
+        with pytest.raises(ValueError, match="do not fit"):
+            KernelBackbone.from_state_dict(
+                PatchKernel(torch.zeros(3, 1, 3, 3, dtype=torch.float64)),
+                backbone.state_dict(),
+            )
 
     def test_forward__rejects_bad_images(self) -> None:
         kernel = PatchKernel(_filters(0), threshold=0.1)
