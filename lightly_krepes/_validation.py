@@ -6,6 +6,8 @@ fails early with a message that says what is wrong and how to fix it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -97,3 +99,18 @@ def check_positive(value: float, name: str) -> None:
     """Raises a ValueError unless ``value`` is a finite positive number."""
     if not (value > 0 and value < float("inf")):
         raise ValueError(f"{name} must be a finite positive number, got {value}.")
+
+
+def check_non_negative(value: float, name: str) -> None:
+    """Raises a ValueError unless ``value`` is a finite number ``>= 0``."""
+    if not (value >= 0 and value < float("inf")):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Returns ``value`` as an int after checking it is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if int(value) != value:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)

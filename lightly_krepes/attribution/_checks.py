@@ -28,15 +28,6 @@ def check_backbone(backbone: Any) -> KernelBackbone:
     return backbone
 
 
-def check_positive_int(value: Any, name: str) -> int:
-    """Returns ``value`` as an int after checking it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    if int(value) != value:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
 def check_count(value: Any, m: int, name: str = "k") -> int:
     """Checks a number of landmarks ``1 <= value <= m``."""
     if (

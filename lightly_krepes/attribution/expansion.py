@@ -46,13 +46,12 @@ from captum.influence._utils.common import KMostInfluentialResults
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lightly_krepes._validation import check_finite, check_floating
+from lightly_krepes._validation import check_finite, check_floating, check_positive_int
 from lightly_krepes.attribution._checks import (
     DEFAULT_BATCH_SIZE,
     check_backbone,
     check_count,
     check_inputs,
-    check_positive_int,
 )
 from lightly_krepes.attribution.targets import TargetSpec, as_target
 from lightly_krepes.backbone import KernelBackbone

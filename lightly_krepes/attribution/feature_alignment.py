@@ -12,8 +12,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from lightly_krepes._validation import check_samples
-from lightly_krepes.attribution._checks import check_count, check_positive_int
+from lightly_krepes._validation import check_positive_int, check_samples
+from lightly_krepes.attribution._checks import check_count
 from lightly_krepes.attribution.expansion import LandmarkExpansion, as_expansion
 from lightly_krepes.attribution.targets import TargetSpec
 from lightly_krepes.backbone import KernelBackbone

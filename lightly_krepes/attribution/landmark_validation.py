@@ -16,14 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightly_krepes._validation import check_finite, check_floating
+from lightly_krepes._validation import check_finite, check_floating, check_positive_int
 from lightly_krepes.attribution._checks import (
     check_backbone,
     check_count,
     check_inputs,
     check_labels,
     check_positive,
-    check_positive_int,
 )
 from lightly_krepes.attribution.expansion import LandmarkExpansion, as_expansion
 from lightly_krepes.attribution.targets import TargetSpec

@@ -19,10 +19,10 @@ from captum.influence._utils.common import KMostInfluentialResults
 from torch import Tensor
 
 from lightly_krepes._inputs import iter_batches, num_samples
+from lightly_krepes._validation import check_positive_int
 from lightly_krepes.attribution._checks import (
     DEFAULT_BATCH_SIZE,
     check_count,
-    check_positive_int,
 )
 from lightly_krepes.attribution.expansion import LandmarkExpansion, as_expansion
 from lightly_krepes.attribution.targets import (

@@ -26,17 +26,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightly_krepes._validation import check_positive, check_samples
+from lightly_krepes._validation import (
+    check_non_negative,
+    check_positive,
+    check_positive_int,
+    check_samples,
+)
 from lightly_krepes.kernels.base import FeatureKernel
 from lightly_krepes.kernels.features import KernelFeatures
 
 
-def _check_images(x: Tensor, filters: Tensor, name: str) -> None:
+def _check_image_batch(x: Tensor, name: str) -> None:
     if x.dim() != 4:
         raise ValueError(
             f"{name} must be a batch of images of shape (n, C, H, W), got shape "
             f"{tuple(x.shape)}; reshape flat rows to images first."
         )
+
+
+def _check_images(x: Tensor, filters: Tensor, name: str) -> None:
+    _check_image_batch(x, name)
     channels, size = filters.shape[1], filters.shape[-1]
     if x.shape[1] != channels:
         raise ValueError(
@@ -124,11 +133,9 @@ class PatchKernel(FeatureKernel):
                 f"filters must be square, got {tuple(filters.shape[-2:])}."
             )
         check_samples(filters, "filters")
-        if not math.isfinite(threshold) or threshold < 0:
-            raise ValueError(f"threshold must be finite and >= 0, got {threshold}.")
-        for name, value in (("grid", grid), ("stride", stride)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_non_negative(threshold, "threshold")
+        grid = check_positive_int(grid, "grid")
+        stride = check_positive_int(stride, "stride")
         # Buffers, so that state_dict restores a kernel built by from_data.
         self.register_buffer("filters", filters.detach().clone())
         self.register_buffer(
@@ -182,20 +189,13 @@ class PatchKernel(FeatureKernel):
                 than the images, or fewer patches than filters.
         """
         check_samples(images, "images")
-        if images.dim() != 4:
-            raise ValueError(
-                f"images must have shape (n, C, H, W), got {tuple(images.shape)}."
-            )
-        for name, value in (
-            ("num_filters", num_filters),
-            ("patch_size", patch_size),
-            ("num_patches", num_patches),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        _check_image_batch(images, "images")
+        num_filters = check_positive_int(num_filters, "num_filters")
+        patch_size = check_positive_int(patch_size, "patch_size")
+        num_patches = check_positive_int(num_patches, "num_patches")
         check_positive(whitening, "whitening")
-        if not math.isfinite(threshold) or threshold < 0:
-            raise ValueError(f"threshold must be finite and >= 0, got {threshold}.")
+        # The constructor checks these too, but only after the whitening is done.
+        check_non_negative(threshold, "threshold")
         if min(images.shape[2], images.shape[3]) < patch_size:
             raise ValueError(
                 f"patch_size {patch_size} exceeds the image size "

@@ -148,6 +148,8 @@ class TestPatchKernel:
             PatchKernel(_filters(0), threshold=-1.0)
         with pytest.raises(ValueError, match="grid"):
             PatchKernel(_filters(0), grid=0)
+        with pytest.raises(ValueError, match="stride"):
+            PatchKernel(_filters(0), stride=1.5)  # type: ignore[arg-type]
 
     def test_from_data__rejects_bad_arguments(self) -> None:
         images = _images(0, 5)
@@ -159,3 +161,7 @@ class TestPatchKernel:
             PatchKernel.from_data(images.flatten(1))
         with pytest.raises(ValueError, match="whitening"):
             PatchKernel.from_data(images, whitening=0.0)
+        with pytest.raises(ValueError, match="num_filters"):
+            PatchKernel.from_data(images, num_filters=0)
+        with pytest.raises(ValueError, match="threshold"):
+            PatchKernel.from_data(images, threshold=float("nan"))
