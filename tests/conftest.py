@@ -22,10 +22,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# An empty variable counts as unset, as in lightly_krepes.data.resolve_data_root
+# (Path("") would be the working directory, and the data tests would not skip).
 SHARED_DATA = Path(
-    os.environ.get(
-        "LIGHTLY_KREPES_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
+    os.environ.get("LIGHTLY_KREPES_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "data"
 )
 
 
