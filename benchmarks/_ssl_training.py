@@ -697,6 +697,7 @@ def build_entk_backbone(
     ridge: float = DEFAULT_RIDGE,
     bandwidth: float | None = None,
     patches: bool = False,
+    patch_options: dict[str, Any] | None = None,
 ) -> KernelBuild:
     """``KernelBackbone`` on the pNTK of ``network`` (eval mode) with RPCholesky.
 
@@ -711,13 +712,15 @@ def build_entk_backbone(
     at that multiple of the median heuristic on 600 seeded random pool rows (the
     kernel of ``build_surrogate(bandwidth=...)``, which takes the first 600 rows of
     its own seeded pool). ``patches`` replaces the pNTK by
-    ``PatchKernel.from_data(pool)`` (its defaults, seeded; ``network`` unused), a
-    classic convolutional kernel; ``normalized`` and ``bandwidth`` then wrap it.
+    ``PatchKernel.from_data(pool, **patch_options)`` (seeded; ``network`` unused),
+    a classic convolutional kernel; ``normalized`` and ``bandwidth`` then wrap it.
     """
     t0 = time.perf_counter()
     kernel: Kernel
     if patches:
-        kernel = PatchKernel.from_data(pool.to(dtype), seed=seed)
+        kernel = PatchKernel.from_data(
+            pool.to(dtype), seed=seed, **(patch_options or {})
+        )
     else:
         kernel = EmpiricalNTK(copy.deepcopy(network).eval().to(dtype))
     if normalized or bandwidth is not None:

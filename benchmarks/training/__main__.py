@@ -120,6 +120,8 @@ class Config:
     # eNTK at this multiple of the median heuristic; None: the eNTK itself.
     bandwidth: float | None = None
     kernel: str = "entk"
+    # PatchKernel.from_data keyword arguments for --kernel patches, as (name, value).
+    patch_options: tuple[tuple[str, float], ...] = ()
     pool_size: int | None = 5_000
     train_size: int | None = 20_000
     test_size: int | None = 5_000
@@ -186,6 +188,7 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
         ridge=cfg.ridge,
         bandwidth=cfg.bandwidth,
         patches=cfg.kernel == "patches",
+        patch_options=dict(cfg.patch_options),
     )
     backbone = build.backbone
     # The probes' inputs are fixed: their kernel coordinates are computed once and
@@ -389,6 +392,37 @@ def parse_learning_rates(
     return tuple(pairs)
 
 
+# PatchKernel.from_data's settings that --patch-options may name, with their types.
+PATCH_OPTIONS: dict[str, type] = {
+    "num_filters": int,
+    "patch_size": int,
+    "grid": int,
+    "stride": int,
+    "threshold": float,
+    "whitening": float,
+}
+
+
+def parse_patch_options(text: str) -> tuple[tuple[str, float], ...]:
+    """``'grid=3,num_filters=256'`` as (name, value) pairs of PATCH_OPTIONS."""
+    pairs: list[tuple[str, float]] = []
+    for item in (s for s in text.split(",") if s):
+        name, sep, value = item.partition("=")
+        if not sep or name not in PATCH_OPTIONS:
+            raise ValueError(
+                f"Patch option {item!r} must be name=value with a name in "
+                f"{sorted(PATCH_OPTIONS)}."
+            )
+        try:
+            pairs.append((name, PATCH_OPTIONS[name](value)))
+        except ValueError:
+            raise ValueError(
+                f"Patch option {name}={value!r} must be a "
+                f"{PATCH_OPTIONS[name].__name__}."
+            ) from None
+    return tuple(pairs)
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
@@ -433,6 +467,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         help="the kernel model's kernel: the untrained CNN's eNTK (default) or "
         "PatchKernel.from_data on the pool (whitened-patch features, Coates et al.)",
     )
+    add(
+        "--patch-options",
+        default="",
+        help="PatchKernel.from_data settings for --kernel patches, e.g. "
+        f"'grid=3,num_filters=256' (names: {', '.join(PATCH_OPTIONS)}); "
+        "default: its defaults",
+    )
     add("--pool-size", type=int, default=Config.pool_size)
     add("--train-size", type=int, default=Config.train_size)
     add("--test-size", type=int, default=Config.test_size)
@@ -457,6 +498,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
     try:
         kernel_lr = parse_learning_rates(args.kernel_lr, losses)
         deep_lr = parse_learning_rates(args.deep_lr, losses)
+        patch_options = parse_patch_options(args.patch_options)
     except ValueError as err:
         parser.error(str(err))
     cfg = Config(
@@ -470,6 +512,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         min_scale=args.min_scale,
         bandwidth=args.bandwidth,
         kernel=args.kernel,
+        patch_options=patch_options,
         pool_size=args.pool_size,
         train_size=args.train_size,
         test_size=args.test_size,
@@ -486,6 +529,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, Path]:
         parser.error(f"--min-scale must lie in (0, 1], got {args.min_scale}")
     if args.bandwidth is not None and not 0 < args.bandwidth < math.inf:
         parser.error(f"--bandwidth must be a positive number, got {args.bandwidth}")
+    if patch_options and args.kernel != "patches":
+        parser.error("--patch-options needs --kernel patches")
     if args.quick:
         cfg = cfg.shrunk()
     name = "training_quick.json" if args.quick else "training.json"

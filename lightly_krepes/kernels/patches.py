@@ -80,6 +80,17 @@ def _sample_patches(
     return patches.reshape(num_patches, -1)
 
 
+def _pooling_matrix(height: int, width: int, grid: int, like: Tensor) -> Tensor:
+    """(grid^2, H W) rows averaging ``adaptive_avg_pool2d``'s cells, row-major.
+
+    Built by pooling the identity, so its cells (overlapping where ``grid`` does
+    not divide the size) are exactly ``adaptive_avg_pool2d``'s.
+    """
+    eye = torch.eye(height * width, dtype=like.dtype, device=like.device)
+    cells = F.adaptive_avg_pool2d(eye.view(-1, 1, height, width), grid)
+    return cells.view(height * width, grid * grid).T
+
+
 class PatchKernel(FeatureKernel):
     """Linear kernel of pooled, thresholded responses of image patches to filters.
 
@@ -251,9 +262,13 @@ class PatchKernel(FeatureKernel):
         bias = (-self.threshold).expand(weight.shape[0])
         # channels_last runs oneDNN's faster CPU convolution (1.5x here).
         x = x.contiguous(memory_format=torch.channels_last)
-        responses = F.relu(F.conv2d(x, weight, bias, stride=self.stride))
-        pooled = F.adaptive_avg_pool2d(responses, self.grid)
-        return KernelFeatures(dense=pooled.flatten(1))
+        responses = F.relu_(F.conv2d(x, weight, bias, stride=self.stride))
+        n, channels, height, width = responses.shape
+        # In channels_last memory (n, H, W, 2F) is a view; pooling it by one batched
+        # GEMM is 1.5x faster on CPU than adaptive_avg_pool2d on that layout.
+        positions = responses.permute(0, 2, 3, 1).reshape(n, height * width, channels)
+        pooled = _pooling_matrix(height, width, self.grid, x) @ positions
+        return KernelFeatures(dense=pooled.transpose(1, 2).reshape(n, -1))
 
     def extra_repr(self) -> str:
         f, c, k, _ = self.filters.shape
