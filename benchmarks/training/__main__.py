@@ -6,8 +6,8 @@ Run from the repository root::
     python benchmarks/training [--quick] [--datasets fmnist,cifar10]
         [--losses simclr,vicreg,barlowtwins,byol,spectral] [--budget-seconds 120]
         [--kernel-lr 0.06] [--deep-lr 0.06] [--held-out 0.1] [--min-scale 0.5]
-        [--bandwidth 1] [--kernel entk|patches]
-        [--output benchmarks/results/training.json]
+        [--bandwidth 1] [--kernel entk|patches] [--patch-options grid=3]
+        [--num-views 4] [--output benchmarks/results/training.json]
 
 Modules: ``methods.py`` (Lightly heads and losses, the budgeted SGD loop shared by
 both models), ``kernel.py`` (cached views, SGD over them, closed forms), this file
@@ -22,7 +22,8 @@ both models), ``kernel.py`` (cached views, SGD over them, closed forms), this fi
   ``EmpiricalNTK(untrained_cnn.eval())`` with ``--num-landmarks`` RPCholesky
   landmarks from ``--pool-size`` un-augmented training images, ``out_dim`` 128.
   ``--kernel patches`` uses ``PatchKernel.from_data(pool)`` instead (whitened-patch
-  features; better on CIFAR-10, worse on Fashion-MNIST: ``docs/closed-form.md``).
+  features; better on CIFAR-10, worse on Fashion-MNIST: ``docs/closed-form.md``),
+  ``--patch-options`` passes its settings (``num_filters``, ``grid``, ...).
   The coordinates of ``--num-views`` seeded views of every training image are
   cached once (``cache_views``); SGD then runs over the cache. Build and cache
   time are **charged to the kernel's budget**. ``--held-out`` > 0 (off by
@@ -416,10 +417,8 @@ def parse_patch_options(text: str) -> tuple[tuple[str, float], ...]:
         try:
             pairs.append((name, PATCH_OPTIONS[name](value)))
         except ValueError:
-            raise ValueError(
-                f"Patch option {name}={value!r} must be a "
-                f"{PATCH_OPTIONS[name].__name__}."
-            ) from None
+            kind = "an integer" if PATCH_OPTIONS[name] is int else "a number"
+            raise ValueError(f"Patch option {name}={value!r} must be {kind}.") from None
     return tuple(pairs)
 
 

@@ -57,6 +57,20 @@ class TestPatchKernel:
         torch.testing.assert_close(kernel(x1, x2), f1 @ f2.T)
         assert kernel.feature_dim == f1.shape[1]
 
+    @pytest.mark.parametrize("grid, stride", [(4, 1), (5, 1), (2, 2), (3, 3)])
+    def test_forward__uneven_cells_match_adaptive_avg_pool(
+        self, grid: int, stride: int
+    ) -> None:
+        # 6x6 positions (fewer at stride > 1) that the grid does not divide: the
+        # cells overlap exactly as adaptive_avg_pool2d's do.
+        x = _images(5, 3)
+        filters = _filters(5)
+        kernel = PatchKernel(filters, threshold=0.1, grid=grid, stride=stride)
+        responses = F.conv2d(x, filters, stride=stride)
+        parts = torch.cat([F.relu(responses - 0.1), F.relu(-responses - 0.1)], dim=1)
+        expected = F.adaptive_avg_pool2d(parts, grid).flatten(1)
+        torch.testing.assert_close(kernel(x), expected @ expected.T)
+
     @settings(max_examples=25)
     @given(seed=st.integers(0, 2**16), n=st.integers(1, 8))
     def test_forward__symmetric_psd(self, seed: int, n: int) -> None:
