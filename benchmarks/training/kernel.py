@@ -153,12 +153,15 @@ def train_cached(
 
 
 def closed_form(
-    backbone: KernelBackbone, cache: CachedViews, loss: str
+    backbone: KernelBackbone, cache: CachedViews, loss: str, ridge: float = 0.0
 ) -> tuple[KernelBackbone, float]:
-    """The exact optimum of ``loss`` over A and gamma on the cached views, timed."""
+    """The optimum of ``loss`` over A and gamma on the cached views, timed.
+
+    ``ridge`` 0 is the exact optimum; > 0 the canonical ridge (``fit_closed_form``).
+    """
     fitted = copy.deepcopy(backbone)
     t0 = time.perf_counter()
-    fit_closed_form(fitted, cache, loss)  # type: ignore[arg-type]
+    fit_closed_form(fitted, cache, loss, ridge=ridge)  # type: ignore[arg-type]
     return fitted, time.perf_counter() - t0
 
 

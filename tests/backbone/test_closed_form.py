@@ -111,6 +111,36 @@ class TestFitClosedForm:
         )
         assert float(fitted) < float(start)
 
+    @pytest.mark.parametrize("ridge", [1e-3, 0.1])
+    def test_barlow_twins__ridge_whitens_the_ridged_covariance(
+        self, ridge: float
+    ) -> None:
+        # Canonical ridge: A (S + ridge lam_max I) A^T = I, A S_+ A^T diagonal.
+        x, views = _views(p=3)
+        backbone = fit_closed_form(_backbone(x), views, "barlow_twins", ridge=ridge)
+        s, s_plus = view_moments(backbone, views).centred()
+        ridged = s + ridge * torch.linalg.eigvalsh(s).max() * torch.eye(len(s))
+        a = backbone.linear.weight.detach().double()
+        torch.testing.assert_close(a @ ridged @ a.T, torch.eye(3).double())
+        cross = a @ s_plus @ a.T
+        torch.testing.assert_close(cross, torch.diag(cross.diagonal()))
+        exact = fit_closed_form(_backbone(x), views, "barlow_twins")
+        assert not torch.allclose(exact.linear.weight, backbone.linear.weight)
+
+    def test_spectral_contrastive__ridge_squares_the_ridged_moment(self) -> None:
+        # A = diag(mu^1/2) V^T (C + ridge lam_max I)^{-1/2}:
+        # A (C + ridge lam_max I) A^T = diag(mu) and A C_+ A^T = diag(mu)^2.
+        x, views = _views(p=3)
+        backbone = fit_closed_form(_backbone(x), views, ridge=0.01)
+        c, c_plus = view_moments(backbone, views).augmented(True)
+        ridged = c + 0.01 * torch.linalg.eigvalsh(c).max() * torch.eye(len(c))
+        a = torch.cat(
+            [backbone.linear.weight, backbone.linear.bias[:, None]], dim=1
+        ).detach()
+        mu = a @ ridged @ a.T
+        torch.testing.assert_close(mu, torch.diag(mu.diagonal()))
+        torch.testing.assert_close(a @ c_plus @ a.T, mu @ mu)
+
     @settings(max_examples=10, deadline=None)
     @given(
         seed=st.integers(0, 1000),
@@ -158,6 +188,9 @@ class TestFitClosedForm:
             fit_closed_form(backbone, [views[0], views[1][:-1]])
         with pytest.raises(TypeError, match="list of p >= 2 view tensors"):
             fit_closed_form(backbone, views[0])  # type: ignore[arg-type]
+        for ridge in (-1e-3, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="ridge must be a finite number"):
+                fit_closed_form(backbone, views, ridge=ridge)
         tiny = [v[:2] for v in views]
         with pytest.raises(ValueError, match="exceeds the rank 3 of the views"):
             fit_closed_form(_backbone(x, out_dim=5), tiny, "barlow_twins")
