@@ -271,21 +271,19 @@ def run_dataset(dataset: str, cfg: Config) -> dict[str, Any]:
             entry["epoch_speedup"] / share if share > 0 else None
         )
         if name in CLOSED_FORMS:
-            fitted, seconds = closed_form(
-                backbone, cache.views, CLOSED_FORMS[name], CLOSED_FORM_RIDGE
-            )
-            entry["closed_form_ridge"] = {
-                "ridge": CLOSED_FORM_RIDGE,
-                "accuracy": probe_kernel(fitted),
-                "seconds": seconds,
-                "time_ratio_vs_sgd": seconds / k_stats.seconds,
-            }
-            fitted, seconds = closed_form(backbone, cache.views, CLOSED_FORMS[name])
-            entry["closed_form"] = {
-                "accuracy": probe_kernel(fitted),
-                "seconds": seconds,
-                "time_ratio_vs_sgd": seconds / k_stats.seconds,
-            }
+            for key, ridge in (
+                ("closed_form", 0.0),
+                ("closed_form_ridge", CLOSED_FORM_RIDGE),
+            ):
+                fitted, seconds = closed_form(
+                    backbone, cache.views, CLOSED_FORMS[name], ridge
+                )
+                entry[key] = {
+                    "ridge": ridge,
+                    "accuracy": probe_kernel(fitted),
+                    "seconds": seconds,
+                    "time_ratio_vs_sgd": seconds / k_stats.seconds,
+                }
         losses[name] = entry
         closed = entry.get("closed_form")
         ridged = entry.get("closed_form_ridge")
