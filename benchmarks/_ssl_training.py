@@ -49,6 +49,7 @@ from lightly_krepes.kernels import (
     Kernel,
     Normalized,
     PatchKernel,
+    SumKernel,
     median_lengthscale,
 )
 from lightly_krepes.landmarks import select_landmarks
@@ -684,6 +685,10 @@ class KernelBuild:
         }
 
 
+KERNEL_KINDS = ("entk", "patches", "entk+patches")
+"""The kernels ``build_entk_backbone`` builds (``kernel_kind``)."""
+
+
 def build_entk_backbone(
     network: nn.Module,
     pool: Tensor,
@@ -696,7 +701,7 @@ def build_entk_backbone(
     normalized: bool = False,
     ridge: float = DEFAULT_RIDGE,
     bandwidth: float | None = None,
-    patches: bool = False,
+    kernel_kind: str = "entk",
     patch_options: dict[str, Any] | None = None,
 ) -> KernelBuild:
     """``KernelBackbone`` on the pNTK of ``network`` (eval mode) with RPCholesky.
@@ -711,24 +716,31 @@ def build_entk_backbone(
     preconditioner ridge. ``bandwidth`` wraps the normalised pNTK in ``InducedRBF``
     at that multiple of the median heuristic on 600 seeded random pool rows (the
     kernel of ``build_surrogate(bandwidth=...)``, which takes the first 600 rows of
-    its own seeded pool). ``patches`` replaces the pNTK by
+    its own seeded pool). ``kernel_kind`` ``"patches"`` replaces the pNTK by
     ``PatchKernel.from_data(pool, **patch_options)`` (seeded; ``network`` unused),
-    a classic convolutional kernel; ``normalized`` and ``bandwidth`` then wrap it.
+    a classic convolutional kernel; ``"entk+patches"`` adds the two,
+    ``SumKernel.balanced`` on 600 seeded pool rows so that each weighs the same;
+    ``normalized`` and ``bandwidth`` then wrap the result.
     """
     t0 = time.perf_counter()
-    kernel: Kernel
-    if patches:
-        kernel = PatchKernel.from_data(
-            pool.to(dtype), seed=seed, **(patch_options or {})
+    if kernel_kind not in KERNEL_KINDS:
+        raise ValueError(
+            f"kernel_kind must be one of {KERNEL_KINDS}, got {kernel_kind!r}"
         )
-    else:
-        kernel = EmpiricalNTK(copy.deepcopy(network).eval().to(dtype))
+    candidates = pool.to(dtype)
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+    sample = candidates[order[:600]]
+    parts: list[Kernel] = []
+    if kernel_kind != "patches":
+        parts.append(EmpiricalNTK(copy.deepcopy(network).eval().to(dtype)))
+    if kernel_kind != "entk":
+        parts.append(
+            PatchKernel.from_data(candidates, seed=seed, **(patch_options or {}))
+        )
+    kernel: Kernel = parts[0] if len(parts) == 1 else SumKernel.balanced(parts, sample)
     if normalized or bandwidth is not None:
         kernel = Normalized(kernel)
-    candidates = pool.to(dtype)
     if bandwidth is not None:
-        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
-        sample = candidates[order[:600]]
         kernel = InducedRBF(kernel, median_lengthscale(kernel, sample, bandwidth))
     t1 = time.perf_counter()
     indices = select_landmarks(

@@ -63,6 +63,7 @@ from lightly_krepes.kernels import (
     Normalized,
     PatchKernel,
     Polynomial,
+    SumKernel,
 )
 from lightly_krepes.landmarks import select_landmarks
 from lightly_krepes.loss import KernelPCALoss, SpectralContrastiveLoss
@@ -113,6 +114,7 @@ __all__ = [
     "Similarity",
     "SpectralContrastiveLoss",
     "SpectralEntropy",
+    "SumKernel",
     "SurrogateFit",
     "__version__",
     "apply_step",

@@ -10,6 +10,7 @@ from lightly_krepes.kernels.features import Factor, KernelFeatures
 from lightly_krepes.kernels.induced_rbf import InducedRBF, median_lengthscale
 from lightly_krepes.kernels.normalized import Normalized
 from lightly_krepes.kernels.patches import PatchKernel
+from lightly_krepes.kernels.sum import SumKernel
 
 __all__ = [
     "RBF",
@@ -24,5 +25,6 @@ __all__ = [
     "Normalized",
     "PatchKernel",
     "Polynomial",
+    "SumKernel",
     "median_lengthscale",
 ]
