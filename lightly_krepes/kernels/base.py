@@ -189,6 +189,10 @@ class FeatureKernel(Kernel):
         return self._features(x1).cross(self._features(x2))
 
     def _cross_gram(self, x1: Tensor, x2: Tensor) -> Tensor:
+        # Wrappers (Normalized, SumKernel) have features only when their parts do;
+        # otherwise the plain blockwise Gram applies.
+        if not self.has_features:
+            return super()._cross_gram(x1, x2)
         # Features of x2 are computed once, not once per row chunk of x1; memory
         # grows with x2's features (use Nystrom for large x2).
         c = self.chunk_size
@@ -203,6 +207,8 @@ class FeatureKernel(Kernel):
         return self._features(x).sqnorms()
 
     def _symmetric_gram(self, x: Tensor) -> Tensor:
+        if not self.has_features:
+            return super()._symmetric_gram(x)
         # Features of each chunk are computed once instead of once per block.
         c = self.chunk_size
         feats = [self._features(x[i : i + c]) for i in range(0, x.shape[0], c)]

@@ -81,14 +81,3 @@ class Normalized(FeatureKernel):
 
     def _diag(self, x: Tensor) -> Tensor:
         return (self.kernel._diag(x) > 0).to(x.dtype)
-
-    # Feature-based shortcuts apply only when the wrapped kernel has features.
-    def _symmetric_gram(self, x: Tensor) -> Tensor:
-        if self.has_features:
-            return super()._symmetric_gram(x)
-        return Kernel._symmetric_gram(self, x)
-
-    def _cross_gram(self, x1: Tensor, x2: Tensor) -> Tensor:
-        if self.has_features:
-            return super()._cross_gram(x1, x2)
-        return Kernel._cross_gram(self, x1, x2)

@@ -163,14 +163,3 @@ class SumKernel(FeatureKernel):
         scales = self._scales(x)
         diags = [w * p._diag(x) for p, w in zip(self.parts, scales, strict=True)]
         return torch.stack(diags).sum(0)
-
-    # Feature-based shortcuts apply only when every part has features.
-    def _symmetric_gram(self, x: Tensor) -> Tensor:
-        if self.has_features:
-            return super()._symmetric_gram(x)
-        return Kernel._symmetric_gram(self, x)
-
-    def _cross_gram(self, x1: Tensor, x2: Tensor) -> Tensor:
-        if self.has_features:
-            return super()._cross_gram(x1, x2)
-        return Kernel._cross_gram(self, x1, x2)
